@@ -1,0 +1,39 @@
+/*
+ * client.h: the small client library every referrald client shares
+ * (referralctl, the benchmark, the tests).
+ *
+ * Blocking sockets with timeouts. A client may pipeline: rc_send() several
+ * requests, then rc_recv() the responses in whatever order they come.
+ */
+#ifndef REFERRAL_CLIENT_H
+#define REFERRAL_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "referral.pb-c.h"
+
+struct rc_client;
+
+struct rc_client *rc_connect(const char *host, const char *port, int timeout_ms,
+			     char *err, size_t errlen);
+void rc_close(struct rc_client *c);
+int rc_fd(const struct rc_client *c);
+
+/* Sends one request; gives it the next request id when its id is 0.
+ * Returns 0, or -1 with err set. */
+int rc_send(struct rc_client *c, Referral__Request *req, char *err, size_t errlen);
+/* Receives the next response (free with referral__response__free_unpacked).
+ * NULL on timeout, closed connection or malformed input, with err set. */
+Referral__Response *rc_recv(struct rc_client *c, int timeout_ms, char *err, size_t errlen);
+/* Sends and waits for the response carrying the same id. */
+Referral__Response *rc_call(struct rc_client *c, Referral__Request *req, int timeout_ms,
+			    char *err, size_t errlen);
+
+/* The handshake. On a refusal returns the error response (caller checks
+ * ->error); NULL only on transport failure. */
+Referral__Response *rc_hello(struct rc_client *c, const char *community, const char *terminal,
+			     const char *token, const char *client_name, int timeout_ms,
+			     char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,233 @@
+/*
+ * referralctl: the command line for operators, monitoring and scripts.
+ * Commands are rows of one table; each builds a request and prints the reply.
+ */
+#include "referralctl.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_output.h"
+#include "wire.h"
+
+#define CTL_VERSION "0.1.0"
+
+static void print_response(const struct ctl *ctl, const Referral__Response *resp)
+{
+	json_object *obj = ctl_message_to_json(&resp->base);
+	/* Show the body alone: the id and the empty error are noise here. */
+	json_object *body = NULL;
+	json_object_object_foreach(obj, key, val) {
+		if (strcmp(key, "request_id") != 0 && strcmp(key, "error") != 0)
+			body = val;
+	}
+	if (body) {
+		if (ctl->json)
+			ctl_print_json(stdout, body);
+		else
+			ctl_print_human(stdout, body, 0);
+	}
+	json_object_put(obj);
+}
+
+void ctl_print_error(const struct ctl *ctl, const Referral__Error *err)
+{
+	if (ctl->json) {
+		json_object *obj = ctl_message_to_json(&err->base);
+		json_object *wrap = json_object_new_object();
+		json_object_object_add(wrap, "error", obj);
+		ctl_print_json(stdout, wrap);
+		json_object_put(wrap);
+	}
+	fprintf(stderr, "referralctl: %s: %s%s%s%s\n", wire_error_code_name(err->code),
+		err->message, err->field && err->field[0] ? " (field " : "",
+		err->field && err->field[0] ? err->field : "", err->field && err->field[0] ? ")" : "");
+}
+
+static int transport_error(const char *what, const char *err)
+{
+	fprintf(stderr, "referralctl: %s: %s\n", what, err);
+	return CTL_ERR_TRANSPORT;
+}
+
+int ctl_connect(struct ctl *ctl)
+{
+	char err[256];
+	if (!ctl->community || !ctl->terminal || !ctl->token) {
+		fprintf(stderr, "referralctl: credentials missing: set --community, --terminal and "
+				"--token (or REFERRAL_COMMUNITY, REFERRAL_TERMINAL, REFERRAL_TOKEN)\n");
+		return CTL_ERR_USAGE;
+	}
+	ctl->client = rc_connect(ctl->host, ctl->port, ctl->timeout_ms, err, sizeof err);
+	if (!ctl->client)
+		return transport_error("connect", err);
+	Referral__Response *resp = rc_hello(ctl->client, ctl->community, ctl->terminal, ctl->token,
+					    "referralctl " CTL_VERSION, ctl->timeout_ms, err,
+					    sizeof err);
+	if (!resp)
+		return transport_error("handshake", err);
+	if (resp->error) {
+		ctl_print_error(ctl, resp->error);
+		int auth = resp->error->code == REFERRAL__ERROR_CODE__UNAUTHENTICATED ||
+			   resp->error->code == REFERRAL__ERROR_CODE__VERSION_MISMATCH;
+		referral__response__free_unpacked(resp, NULL);
+		return auth ? CTL_ERR_AUTH : CTL_ERR_SERVER;
+	}
+	ctl->hello_resp = resp;
+	ctl->identity = resp->hello;
+	return CTL_OK;
+}
+
+int ctl_call(struct ctl *ctl, Referral__Request *req, Referral__Response **out)
+{
+	char err[256];
+	Referral__Response *resp = rc_call(ctl->client, req, ctl->timeout_ms, err, sizeof err);
+	if (!resp)
+		return transport_error("request", err);
+	if (resp->error) {
+		ctl_print_error(ctl, resp->error);
+		referral__response__free_unpacked(resp, NULL);
+		return CTL_ERR_SERVER;
+	}
+	if (out) {
+		*out = resp;
+		return CTL_OK;
+	}
+	print_response(ctl, resp);
+	referral__response__free_unpacked(resp, NULL);
+	return CTL_OK;
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static int cmd_ping(struct ctl *ctl, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Referral__Ping ping = REFERRAL__PING__INIT;
+	Referral__Request req = REFERRAL__REQUEST__INIT;
+	req.body_case = REFERRAL__REQUEST__BODY_PING;
+	req.ping = &ping;
+	Referral__Response *resp;
+	int rc = ctl_call(ctl, &req, &resp);
+	if (rc != CTL_OK)
+		return rc;
+	if (ctl->json)
+		printf("{\"ok\": true, \"server\": \"%s:%s\", \"terminal\": \"%s\", \"role\": \"%s\"}\n",
+		       ctl->host, ctl->port, ctl->identity->terminal_id,
+		       wire_role_name(ctl->identity->role));
+	else
+		printf("pong from %s:%s (referrald %s) as %s/%s, role %s\n", ctl->host, ctl->port,
+		       ctl->identity->server_version, ctl->identity->community_id,
+		       ctl->identity->terminal_id, wire_role_name(ctl->identity->role));
+	referral__response__free_unpacked(resp, NULL);
+	return CTL_OK;
+}
+
+static int cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Referral__StatusRequest st = REFERRAL__STATUS_REQUEST__INIT;
+	Referral__Request req = REFERRAL__REQUEST__INIT;
+	req.body_case = REFERRAL__REQUEST__BODY_STATUS;
+	req.status = &st;
+	return ctl_call(ctl, &req, NULL);
+}
+
+struct command {
+	const char *name;
+	int (*fn)(struct ctl *ctl, int argc, char **argv);
+	const char *args;
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "ping", cmd_ping, "", "check that the server answers and the credentials work" },
+	{ "status", cmd_status, "", "server version, uptime, connections, database state" },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: referralctl [options] COMMAND [args]\n\n"
+		"options:\n"
+		"  -H, --host HOST        server address (REFERRAL_HOST, default 127.0.0.1)\n"
+		"  -p, --port PORT        server port (REFERRAL_PORT, default 7420)\n"
+		"  -C, --community ID     the terminal's community (REFERRAL_COMMUNITY)\n"
+		"  -t, --terminal ID      terminal id (REFERRAL_TERMINAL)\n"
+		"  -k, --token TOKEN      terminal token (REFERRAL_TOKEN; prefer the variable)\n"
+		"  -j, --json             machine-readable output\n"
+		"  -T, --timeout MS       per-request timeout (default 10000)\n\n"
+		"commands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(out, "  %-10s %-20s %s\n", commands[i].name, commands[i].args,
+			commands[i].help);
+	fprintf(out, "\nexit codes: 0 ok, 1 server error, 2 usage, 3 unreachable, 4 refused credentials\n");
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+	return v && v[0] ? v : def;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "community", required_argument, NULL, 'C' },
+		{ "terminal", required_argument, NULL, 't' },
+		{ "token", required_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl ctl = {
+		.host = env_or("REFERRAL_HOST", "127.0.0.1"),
+		.port = env_or("REFERRAL_PORT", "7420"),
+		.community = env_or("REFERRAL_COMMUNITY", NULL),
+		.terminal = env_or("REFERRAL_TERMINAL", NULL),
+		.token = env_or("REFERRAL_TOKEN", NULL),
+		.timeout_ms = 10000,
+	};
+	int ch;
+	/* '+': options end at the command name; the command parses the rest. */
+	while ((ch = getopt_long(argc, argv, "+H:p:C:t:k:jT:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'H': ctl.host = optarg; break;
+		case 'p': ctl.port = optarg; break;
+		case 'C': ctl.community = optarg; break;
+		case 't': ctl.terminal = optarg; break;
+		case 'k': ctl.token = optarg; break;
+		case 'j': ctl.json = 1; break;
+		case 'T': ctl.timeout_ms = atoi(optarg); break;
+		case 'h': usage(stdout); return CTL_OK;
+		default: usage(stderr); return CTL_ERR_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return CTL_ERR_USAGE;
+	}
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(commands[i].name, argv[optind]) == 0)
+			cmd = &commands[i];
+	if (!cmd) {
+		fprintf(stderr, "referralctl: unknown command '%s'\n", argv[optind]);
+		usage(stderr);
+		return CTL_ERR_USAGE;
+	}
+	if (ctl.timeout_ms <= 0)
+		ctl.timeout_ms = 10000;
+	int rc = ctl_connect(&ctl);
+	if (rc == CTL_OK)
+		rc = cmd->fn(&ctl, argc - optind, argv + optind);
+	if (ctl.hello_resp)
+		referral__response__free_unpacked(ctl.hello_resp, NULL);
+	rc_close(ctl.client);
+	return rc;
+}

@@ -1,0 +1,21 @@
+# Writes a C file holding the migrations in sql/ as string constants.
+# Invoked as: cmake -DOUT=file.c -DFILES="a.sql;b.sql" -P embed_sql.cmake
+# File names are NNN_name.sql; NNN is the version.
+set(body "/* Generated from sql/ by cmake/embed_sql.cmake: do not edit. */\n#include \"migrate.h\"\n\n")
+set(table "const struct migration migrations[] = {\n")
+set(count 0)
+foreach(f ${FILES})
+  get_filename_component(base "${f}" NAME_WE)
+  string(REGEX MATCH "^([0-9]+)_(.*)$" _ "${base}")
+  set(version "${CMAKE_MATCH_1}")
+  set(name "${CMAKE_MATCH_2}")
+  math(EXPR vnum "${version}")
+  file(READ "${f}" hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const char sql_${vnum}[] = {${bytes}0x00};\n")
+  string(APPEND table "\t{ ${vnum}, \"${name}\", sql_${vnum} },\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND table "};\nconst int migrations_count = ${count};\n")
+file(WRITE "${OUT}.tmp" "${body}\n${table}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}")

@@ -1,0 +1,249 @@
+/* config.c: the settings table and its parser (inih); see config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+enum setting_type { SET_STR, SET_INT, SET_LOGLEVEL };
+
+struct setting {
+	const char *name;
+	enum setting_type type;
+	size_t offset;
+	const char *def;
+	long min, max;   /* for SET_INT */
+	int live;        /* 1: SIGHUP applies it; 0: needs a restart */
+	const char *doc;
+};
+
+#define OFF(field) offsetof(struct config, field)
+
+static const struct setting settings[] = {
+	{ "listen_addr", SET_STR, OFF(listen_addr), "127.0.0.1", 0, 0, 0,
+	  "Address the client port binds to." },
+	{ "listen_port", SET_INT, OFF(listen_port), "7420", 0, 65535, 0,
+	  "Client port; 0 picks a free port (see port_file)." },
+	{ "port_file", SET_STR, OFF(port_file), "", 0, 0, 0,
+	  "If set, the bound port is written to this file once listening." },
+	{ "db_dsn", SET_STR, OFF(db_dsn), "dbname=referral", 0, 0, 0,
+	  "libpq connection string. Multi-host strings with target_session_attrs=read-write are supported." },
+	{ "db_pool_size", SET_INT, OFF(db_pool_size), "4", 1, 256, 0,
+	  "Number of PostgreSQL connections." },
+	{ "db_queue_max", SET_INT, OFF(db_queue_max), "4096", 1, 1000000, 1,
+	  "Requests that may wait for a database connection; beyond it requests are answered OVERLOADED." },
+	{ "db_queue_timeout_ms", SET_INT, OFF(db_queue_timeout_ms), "3000", 10, 600000, 1,
+	  "A request waiting this long for a database connection is answered UNAVAILABLE." },
+	{ "db_reconnect_max_ms", SET_INT, OFF(db_reconnect_max_ms), "5000", 50, 600000, 1,
+	  "Upper bound of the exponential reconnect backoff." },
+	{ "db_statement_timeout_ms", SET_INT, OFF(db_statement_timeout_ms), "10000", 0, 3600000, 0,
+	  "PostgreSQL statement_timeout for the daemon's sessions (0: none)." },
+	{ "max_frame_bytes", SET_INT, OFF(max_frame_bytes), "1048576", 64, 64 * 1024 * 1024, 1,
+	  "Largest frame body accepted; a larger length prefix closes the connection with FRAME_TOO_LARGE." },
+	{ "max_connections", SET_INT, OFF(max_connections), "20000", 1, 1000000, 1,
+	  "Client connections beyond this are refused with OVERLOADED and closed." },
+	{ "max_inflight_per_conn", SET_INT, OFF(max_inflight_per_conn), "128", 1, 100000, 1,
+	  "Requests of one connection being processed at once; further frames wait in the socket." },
+	{ "max_output_bytes", SET_INT, OFF(max_output_bytes), "4194304", 4096, 1 << 30, 1,
+	  "Unsent reply bytes per connection above which the daemon stops reading that client." },
+	{ "handshake_timeout_ms", SET_INT, OFF(handshake_timeout_ms), "10000", 100, 3600000, 1,
+	  "A connection that has not completed Hello in this time is closed." },
+	{ "idle_timeout_ms", SET_INT, OFF(idle_timeout_ms), "600000", 100, 86400000, 1,
+	  "A connection with no request in flight and no traffic for this long is closed." },
+	{ "shutdown_timeout_ms", SET_INT, OFF(shutdown_timeout_ms), "10000", 0, 600000, 1,
+	  "On SIGTERM, how long requests in flight may take before connections are closed anyway." },
+	{ "pbkdf2_iterations", SET_INT, OFF(pbkdf2_iterations), "10000", 1000, 10000000, 1,
+	  "PBKDF2-SHA256 iterations for newly hashed terminal tokens (existing hashes keep theirs)." },
+	{ "log_level", SET_LOGLEVEL, OFF(log_level), "info", 0, 0, 1,
+	  "One of error, warn, info, debug." },
+};
+
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+static const struct setting *find_setting(const char *name)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (strcmp(settings[i].name, name) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+static int set_value(struct config *cfg, const struct setting *s, const char *value,
+		     char *err, size_t errlen)
+{
+	char *field = (char *)cfg + s->offset;
+	switch (s->type) {
+	case SET_STR: {
+		char *copy = strdup(value);
+		if (copy == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = copy;
+		return 0;
+	}
+	case SET_INT: {
+		char *end;
+		errno = 0;
+		long v = strtol(value, &end, 10);
+		if (errno || end == value || *end != '\0' || v < s->min || v > s->max) {
+			snprintf(err, errlen, "%s: '%s' is not an integer in [%ld, %ld]",
+				 s->name, value, s->min, s->max);
+			return -1;
+		}
+		*(int *)field = (int)v;
+		return 0;
+	}
+	case SET_LOGLEVEL:
+		if (log_level_parse(value, (enum log_level *)field) < 0) {
+			snprintf(err, errlen, "%s: '%s' is not one of error, warn, info, debug",
+				 s->name, value);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+struct parse_ctx {
+	struct config *cfg;
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_ctx *ctx = user;
+	if (ctx->failed)
+		return 0;
+	/* Settings live at the top level or in [referrald]. */
+	if (section[0] != '\0' && strcmp(section, "referrald") != 0) {
+		snprintf(ctx->err, ctx->errlen, "unknown section [%s]", section);
+		ctx->failed = 1;
+		return 0;
+	}
+	const struct setting *s = find_setting(name);
+	if (s == NULL) {
+		snprintf(ctx->err, ctx->errlen, "unknown setting '%s'", name);
+		ctx->failed = 1;
+		return 0;
+	}
+	if (set_value(ctx->cfg, s, value, ctx->err, ctx->errlen) < 0) {
+		ctx->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int config_load(struct config *cfg, const char *path, char *const *overrides,
+		int n_overrides, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof *cfg);
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (set_value(cfg, &settings[i], settings[i].def, err, errlen) < 0)
+			goto fail;
+	if (path != NULL) {
+		struct parse_ctx ctx = { cfg, err, errlen, 0 };
+		int rc = ini_parse(path, on_ini_entry, &ctx);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot read %s", path);
+			goto fail;
+		}
+		if (rc > 0) {
+			if (!ctx.failed)
+				snprintf(err, errlen, "syntax error");
+			size_t n = strlen(err);
+			snprintf(err + n, errlen - n, " (%s line %d)", path, rc);
+			goto fail;
+		}
+	}
+	for (int i = 0; i < n_overrides; i++) {
+		char key[128];
+		const char *eq = strchr(overrides[i], '=');
+		size_t klen = eq ? (size_t)(eq - overrides[i]) : 0;
+		if (eq == NULL || klen == 0 || klen >= sizeof key) {
+			snprintf(err, errlen, "--set expects key=value, got '%s'", overrides[i]);
+			goto fail;
+		}
+		memcpy(key, overrides[i], klen);
+		key[klen] = '\0';
+		const struct setting *s = find_setting(key);
+		if (s == NULL) {
+			snprintf(err, errlen, "unknown setting '%s'", key);
+			goto fail;
+		}
+		if (set_value(cfg, s, eq + 1, err, errlen) < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	config_free(cfg);
+	return -1;
+}
+
+void config_free(struct config *cfg)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		if (settings[i].type == SET_STR) {
+			char **p = (char **)((char *)cfg + settings[i].offset);
+			free(*p);
+			*p = NULL;
+		}
+	}
+}
+
+static void format_value(const struct config *cfg, const struct setting *s, char *buf, size_t len)
+{
+	const char *field = (const char *)cfg + s->offset;
+	switch (s->type) {
+	case SET_STR: snprintf(buf, len, "%s", *(char *const *)field); break;
+	case SET_INT: snprintf(buf, len, "%d", *(const int *)field); break;
+	case SET_LOGLEVEL: snprintf(buf, len, "%s", log_level_name(*(const enum log_level *)field)); break;
+	}
+}
+
+void config_carry_restart_only(struct config *next, const struct config *cur)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting *s = &settings[i];
+		char a[512], b[512];
+		format_value(cur, s, a, sizeof a);
+		format_value(next, s, b, sizeof b);
+		if (strcmp(a, b) == 0)
+			continue;
+		if (s->live) {
+			log_info("reload: %s changed from '%s' to '%s'", s->name,
+				 strcmp(s->name, "db_dsn") ? a : "(hidden)", b);
+			continue;
+		}
+		log_warn("reload: %s changed but needs a restart; keeping '%s'", s->name,
+			 strcmp(s->name, "db_dsn") ? a : "(hidden)");
+		char err[128];
+		set_value(next, s, a, err, sizeof err);
+	}
+}
+
+void config_print(FILE *out, const struct config *cfg)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		char v[512];
+		format_value(cfg, &settings[i], v, sizeof v);
+		fprintf(out, "%s = %s\n", settings[i].name, v);
+	}
+}
+
+void config_print_help(FILE *out)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting *s = &settings[i];
+		fprintf(out, "# %s\n# default: %s; %s\n%s = %s\n\n", s->doc,
+			s->def[0] ? s->def : "(empty)",
+			s->live ? "changes on SIGHUP" : "needs a restart", s->name, s->def);
+	}
+}

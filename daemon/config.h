@@ -1,0 +1,52 @@
+/*
+ * config.h: referrald's settings, one struct, parsed afresh and swapped whole.
+ *
+ * Every setting is one row of the table in config.c: its name, type, default,
+ * bounds, whether SIGHUP can change it live, and its documentation (which
+ * `referrald --help-config` prints and docs/configuration.md mirrors).
+ */
+#ifndef REFERRALD_CONFIG_H
+#define REFERRALD_CONFIG_H
+
+#include <stdio.h>
+
+#include "log.h"
+
+struct config {
+	char *listen_addr;
+	int listen_port;
+	char *port_file;
+	char *db_dsn;
+	int db_pool_size;
+	int db_queue_max;
+	int db_queue_timeout_ms;
+	int db_reconnect_max_ms;
+	int db_statement_timeout_ms;
+	int max_frame_bytes;
+	int max_connections;
+	int max_inflight_per_conn;
+	int max_output_bytes;
+	int handshake_timeout_ms;
+	int idle_timeout_ms;
+	int shutdown_timeout_ms;
+	int pbkdf2_iterations;
+	enum log_level log_level;
+};
+
+/* Fills `cfg` from the defaults, then the file at `path` (may be NULL), then
+ * the "key=value" overrides in order. On error returns -1 with a message in
+ * err and leaves `cfg` freed. */
+int config_load(struct config *cfg, const char *path, char *const *overrides,
+		int n_overrides, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/* For a reload: copies into `next` the value of every setting that cannot
+ * change live and differs, logging a warning for each. Logs the live changes. */
+void config_carry_restart_only(struct config *next, const struct config *cur);
+
+/* Prints the effective settings in config-file syntax. */
+void config_print(FILE *out, const struct config *cfg);
+/* Prints every setting with its documentation, default and reload class. */
+void config_print_help(FILE *out);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * conn.h: one client connection: framing, limits, timeouts, back-pressure,
+ * and a reason on every close.
+ *
+ * A connection is never freed inside one of its own callbacks: conn_close()
+ * marks it, and the server's reaper frees it on a later loop turn, once no
+ * request of it is in flight.
+ */
+#ifndef REFERRALD_CONN_H
+#define REFERRALD_CONN_H
+
+#include <stdint.h>
+
+#include <event2/util.h>
+
+#include "referral.pb-c.h"
+
+struct server;
+struct sockaddr;
+
+struct identity {
+	char community_id[64];
+	char terminal_id[64];
+	char institution_id[64];
+	char practitioner_id[64];
+	Referral__Role role;
+};
+
+enum conn_state {
+	CONN_HANDSHAKE,      /* waiting for Hello */
+	CONN_AUTHENTICATING, /* Hello sent to the database; further frames wait */
+	CONN_READY,
+	CONN_CLOSING,
+};
+
+struct conn {
+	struct server *srv;
+	struct conn *prev, *next;   /* server's live list */
+	struct conn *reap_next;     /* server's reap list */
+	struct bufferevent *bev;
+	enum conn_state state;
+	uint64_t serial;
+	char peer[64];
+	struct identity ident;
+	struct event *handshake_timer;
+	unsigned inflight;
+	int processing;             /* inside conn_process_input */
+	int paused_output;          /* reading stopped: too much unsent output */
+	int on_reap_list;
+};
+
+/* Takes over an accepted socket. */
+void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int len);
+
+/* Sends one Response frame (dropped when the connection is closing). */
+void conn_send(struct conn *c, const Referral__Response *resp);
+/* Closes the connection; with flush, after its pending output is written. */
+void conn_close(struct conn *c, const char *reason, int flush);
+/* A request of this connection is answered. */
+void conn_request_done(struct conn *c);
+/* Hello verified: the connection may now make requests as `ident`. */
+void conn_authenticated(struct conn *c, const struct identity *ident);
+/* Hello refused or failed: back to waiting for Hello (used before closing). */
+void conn_handshake_failed(struct conn *c);
+
+/* Frees connections whose close is complete (the reaper's job). */
+void conn_reap(struct server *srv);
+/* Frees every connection, at exit. */
+void conn_free_all(struct server *srv);
+
+#endif

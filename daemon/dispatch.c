@@ -1,0 +1,117 @@
+/* dispatch.c: the request table and the path from frame to handler. */
+#include "dispatch.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+#include "server.h"
+#include "wire.h"
+
+#define R(body_enum, name, fn, roles) { REFERRAL__REQUEST__BODY_##body_enum, name, fn, roles }
+
+/* The one authorisation table: who may make each request. */
+const struct route routes[] = {
+	R(HELLO, "hello", handle_hello, ROLES_HANDSHAKE),
+	R(PING, "ping", handle_ping, ROLES_ANY),
+	R(STATUS, "status", handle_status,
+	  ROLE_BIT(REFERRAL__ROLE__ROLE_MONITOR) | ROLE_BIT(REFERRAL__ROLE__ROLE_ADMIN)),
+};
+const unsigned routes_count = sizeof routes / sizeof routes[0];
+
+const struct route *dispatch_find(Referral__Request__BodyCase body)
+{
+	for (unsigned i = 0; i < routes_count; i++)
+		if (routes[i].body == body)
+			return &routes[i];
+	return NULL;
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Checks everything that does not need the handler: the request is known,
+ * complete, and allowed in this connection state for this role. */
+static int admissible(struct request *req)
+{
+	struct conn *c = req->conn;
+	char path[128];
+	if (req->msg->body_case == REFERRAL__REQUEST__BODY__NOT_SET) {
+		if (wire_find_unknown_field(&req->msg->base, path, sizeof path))
+			request_fail(req, REFERRAL__ERROR_CODE__UNIMPLEMENTED, path,
+				     "request type %s is not known to this server", path);
+		else
+			request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "body",
+				     "request has no body");
+		return 0;
+	}
+	if (wire_find_unknown_field(&req->msg->base, path, sizeof path)) {
+		/* A field we would silently ignore could be one the clinic
+		 * relies on: refuse rather than half-understand. */
+		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, path,
+			     "unknown field %s", path);
+		return 0;
+	}
+	if (req->route == NULL) {
+		request_fail(req, REFERRAL__ERROR_CODE__UNIMPLEMENTED, NULL,
+			     "request type %d is not implemented", (int)req->msg->body_case);
+		return 0;
+	}
+	if (req->route->roles == ROLES_HANDSHAKE) {
+		if (c->state != CONN_HANDSHAKE) {
+			request_fail(req, REFERRAL__ERROR_CODE__FAILED_PRECONDITION, NULL,
+				     "already authenticated");
+			return 0;
+		}
+		return 1;
+	}
+	if (c->state != CONN_READY) {
+		request_fail(req, REFERRAL__ERROR_CODE__UNAUTHENTICATED, NULL,
+			     "send Hello with valid credentials first");
+		return 0;
+	}
+	if (!(req->route->roles & ROLE_BIT(c->ident.role))) {
+		request_fail(req, REFERRAL__ERROR_CODE__PERMISSION_DENIED, NULL,
+			     "role %s may not make %s requests", wire_role_name(c->ident.role),
+			     req->route->name);
+		return 0;
+	}
+	return 1;
+}
+
+int dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
+{
+	struct server *srv = c->srv;
+	Referral__Request *msg =
+		(Referral__Request *)wire_unpack(&referral__request__descriptor, body, len);
+	if (msg == NULL) {
+		srv->stats.frames_malformed++;
+		Referral__Error err = REFERRAL__ERROR__INIT;
+		err.code = REFERRAL__ERROR_CODE__MALFORMED;
+		err.message = "frame is not a valid Request message";
+		Referral__Response resp = REFERRAL__RESPONSE__INIT;
+		resp.error = &err;
+		conn_send(c, &resp);
+		return -1;
+	}
+	struct request *req = calloc(1, sizeof *req);
+	if (req == NULL) {
+		referral__request__free_unpacked(msg, NULL);
+		return -1;
+	}
+	req->srv = srv;
+	req->conn = c;
+	req->msg = msg;
+	req->id = msg->request_id;
+	req->route = dispatch_find(msg->body_case);
+	req->started_ns = now_ns();
+	c->inflight++;
+	srv->inflight++;
+	if (admissible(req))
+		req->route->handler(req);
+	return 0;
+}

@@ -1,0 +1,39 @@
+/*
+ * dispatch.h: the one table from request type to handler and authorisation
+ * rule. A request type not in the table is answered UNIMPLEMENTED.
+ */
+#ifndef REFERRALD_DISPATCH_H
+#define REFERRALD_DISPATCH_H
+
+#include "request.h"
+
+typedef void (*handler_fn)(struct request *req);
+
+#define ROLE_BIT(r) (1u << (r))
+#define ROLES_ANY (ROLE_BIT(REFERRAL__ROLE__ROLE_CLINIC) | ROLE_BIT(REFERRAL__ROLE__ROLE_DESK) | \
+		   ROLE_BIT(REFERRAL__ROLE__ROLE_BILLING) | ROLE_BIT(REFERRAL__ROLE__ROLE_MONITOR) | \
+		   ROLE_BIT(REFERRAL__ROLE__ROLE_ADMIN))
+#define ROLES_HANDSHAKE 0u  /* allowed only before authentication: Hello */
+
+struct route {
+	Referral__Request__BodyCase body;
+	const char *name;
+	handler_fn handler;
+	unsigned roles;        /* ROLE_BIT mask, or ROLES_HANDSHAKE */
+};
+
+extern const struct route routes[];
+extern const unsigned routes_count;
+
+const struct route *dispatch_find(Referral__Request__BodyCase body);
+
+/* Decodes one frame body and runs (or refuses) the request it holds.
+ * Returns -1 when the frame is not a Request: the connection must close. */
+int dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
+
+/* Handlers, one file per concern. */
+void handle_hello(struct request *req);
+void handle_ping(struct request *req);
+void handle_status(struct request *req);
+
+#endif

@@ -1,0 +1,410 @@
+/*
+ * referrald: the referral and appointment-slot broker of a county medical
+ * community. main.c parses the command line, checks the schema, sets up the
+ * loop and tears it down; everything else lives in its own room.
+ */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <libpq-fe.h>
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "conn.h"
+#include "db.h"
+#include "log.h"
+#include "migrate.h"
+#include "server.h"
+#include "token.h"
+
+#define MAX_OVERRIDES 64
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: referrald [-c FILE] [-s KEY=VALUE]... [--check-config | --migrate]\n"
+		"\n"
+		"  -c, --config FILE    read settings from FILE (INI syntax, see referrald.conf(5))\n"
+		"  -s, --set KEY=VALUE  override one setting (repeatable; kept across SIGHUP)\n"
+		"      --check-config   validate the settings, print them, and exit\n"
+		"      --help-config    print every setting with its documentation and exit\n"
+		"      --migrate        apply pending schema migrations and exit\n"
+		"      --hash-token     read a token on stdin, print its stored hash, exit\n"
+		"  -V, --version        print the version and exit\n"
+		"  -h, --help           this text\n"
+		"\n"
+		"Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the configuration.\n");
+}
+
+/* ---- schema check, blocking: before the loop only --------------------------- */
+
+static PGconn *connect_blocking(const char *dsn)
+{
+	const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
+	const char *vals[] = { "5", "referrald-startup", dsn, NULL };
+	return PQconnectdbParams(keys, vals, 1);
+}
+
+static int run_migrate(const struct config *cfg)
+{
+	PGconn *conn = connect_blocking(cfg->db_dsn);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		log_error("cannot connect to the database: %s", PQerrorMessage(conn));
+		PQfinish(conn);
+		return 1;
+	}
+	char err[512] = "";
+	int n = migrate_apply(conn, err, sizeof err);
+	PQfinish(conn);
+	if (n < 0) {
+		log_error("migration failed: %s", err);
+		return 1;
+	}
+	log_info("schema at version %d (%d migration%s applied)", migrate_latest(), n,
+		 n == 1 ? "" : "s");
+	return 0;
+}
+
+/* Returns 0 to go on, -1 to refuse to start. An unreachable database is not
+ * a reason to refuse: the pool keeps trying and answers UNAVAILABLE. */
+static int check_schema(const struct config *cfg)
+{
+	PGconn *conn = connect_blocking(cfg->db_dsn);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		log_warn("database not reachable at start (%s); will keep trying",
+			 PQerrorMessage(conn));
+		PQfinish(conn);
+		return 0;
+	}
+	char err[512] = "";
+	int version = migrate_current(conn, err, sizeof err);
+	PQfinish(conn);
+	if (version < 0) {
+		log_error("cannot read the schema version: %s", err);
+		return -1;
+	}
+	if (version > migrate_latest()) {
+		log_error("database schema version %d is newer than this binary (%d); "
+			  "upgrade referrald", version, migrate_latest());
+		return -1;
+	}
+	if (version < migrate_latest()) {
+		log_error("database schema is at version %d, this binary needs %d; "
+			  "run referrald --migrate", version, migrate_latest());
+		return -1;
+	}
+	return 0;
+}
+
+static int hash_token_from_stdin(const struct config *cfg)
+{
+	char line[256];
+	if (!fgets(line, sizeof line, stdin)) {
+		fprintf(stderr, "referrald: no token on stdin\n");
+		return 1;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	char out[256];
+	if (line[0] == '\0' || token_hash(line, cfg->pbkdf2_iterations, out, sizeof out) < 0) {
+		fprintf(stderr, "referrald: cannot hash the token\n");
+		return 1;
+	}
+	puts(out);
+	return 0;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static void loop_exit_if_drained(struct server *srv)
+{
+	if (srv->draining && srv->n_conns == 0 && srv->n_closing == 0 && srv->inflight == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+void server_request_finished(struct server *srv)
+{
+	srv->inflight--;
+	loop_exit_if_drained(srv);
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct server *srv = arg;
+	log_warn("shutdown: %u request%s still in flight after %d ms; closing anyway",
+		 srv->inflight, srv->inflight == 1 ? "" : "s", srv->cfg.shutdown_timeout_ms);
+	event_base_loopexit(srv->base, NULL);
+}
+
+void server_begin_drain(struct server *srv)
+{
+	if (srv->draining)
+		return;
+	srv->draining = 1;
+	sd_notify(0, "STOPPING=1");
+	log_info("shutting down: %u connection%s, %u request%s in flight", srv->n_conns,
+		 srv->n_conns == 1 ? "" : "s", srv->inflight, srv->inflight == 1 ? "" : "s");
+	if (srv->listener)
+		evconnlistener_disable(srv->listener);
+	struct conn *c = srv->conns;
+	while (c) {
+		struct conn *next = c->next;
+		if (c->inflight == 0)
+			conn_close(c, "server shutting down", 1);
+		c = next;
+	}
+	int ms = srv->cfg.shutdown_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	srv->drain_timer = evtimer_new(srv->base, drain_timeout_cb, srv);
+	evtimer_add(srv->drain_timer, &tv);
+	loop_exit_if_drained(srv);
+}
+
+static void reload(struct server *srv)
+{
+	sd_notify(0, "RELOADING=1");
+	struct config next;
+	char err[512];
+	if (config_load(&next, srv->config_path, srv->overrides, srv->n_overrides, err,
+			sizeof err) < 0) {
+		log_error("reload failed, keeping the running configuration: %s", err);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	config_carry_restart_only(&next, &srv->cfg);
+	config_free(&srv->cfg);
+	srv->cfg = next;
+	log_set_level(srv->cfg.log_level);
+	db_pool_set_limits(srv->db, srv->cfg.db_queue_max, srv->cfg.db_queue_timeout_ms,
+			   srv->cfg.db_reconnect_max_ms);
+	log_info("configuration reloaded");
+	sd_notify(0, "READY=1");
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct server *srv = arg;
+	if (sig == SIGHUP)
+		reload(srv);
+	else
+		server_begin_drain(srv);
+}
+
+static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	struct server *srv = arg;
+	conn_reap(srv);
+	loop_exit_if_drained(srv);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+		      int len, void *arg)
+{
+	(void)l;
+	conn_accept(arg, fd, addr, len);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	(void)l, (void)arg;
+	/* EMFILE and friends: log and go on; the listener stays armed. */
+	log_error("accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static int write_port_file(const char *path, int port)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "%d\n", port);
+	if (fclose(f) != 0)
+		return -1;
+	return rename(tmp, path);
+}
+
+static int start_listening(struct server *srv)
+{
+	struct sockaddr_storage ss;
+	int sslen;
+	char spec[300];
+	const char *addr = srv->cfg.listen_addr;
+	memset(&ss, 0, sizeof ss);
+	/* Not evutil_parse_sockaddr_port: it refuses port 0. */
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)srv->cfg.listen_port);
+		sslen = sizeof *in4;
+	} else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)srv->cfg.listen_port);
+		sslen = sizeof *in6;
+	} else {
+		log_error("listen_addr '%s' is not an IP address", addr);
+		return -1;
+	}
+	snprintf(spec, sizeof spec, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr,
+		 srv->cfg.listen_port);
+	srv->listener = evconnlistener_new_bind(srv->base, accept_cb, srv,
+						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+							LEV_OPT_CLOSE_ON_EXEC,
+						1024, (struct sockaddr *)&ss, sslen);
+	if (!srv->listener) {
+		log_error("cannot listen on %s: %s", spec,
+			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		return -1;
+	}
+	evconnlistener_set_error_cb(srv->listener, accept_error_cb);
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof bound;
+	getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&bound, &blen);
+	srv->bound_port = ntohs(bound.ss_family == AF_INET6
+					? ((struct sockaddr_in6 *)&bound)->sin6_port
+					: ((struct sockaddr_in *)&bound)->sin_port);
+	if (srv->cfg.port_file[0] && write_port_file(srv->cfg.port_file, srv->bound_port) < 0) {
+		log_error("cannot write port_file %s", srv->cfg.port_file);
+		return -1;
+	}
+	log_info("referrald %s listening on %s port %d (protocol 1, schema %d)", REFERRALD_VERSION,
+		 addr, srv->bound_port, srv->schema_version);
+	return 0;
+}
+
+static int setup(struct server *srv)
+{
+	srv->base = event_base_new();
+	if (!srv->base)
+		return -1;
+	const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	for (int i = 0; i < 3; i++) {
+		srv->signals[i] = evsignal_new(srv->base, sigs[i], signal_cb, srv);
+		event_add(srv->signals[i], NULL);
+	}
+	srv->reaper = event_new(srv->base, -1, 0, reaper_cb, srv);
+	srv->started_at = time(NULL);
+	srv->schema_version = migrate_latest();
+	struct db_pool_settings ps = {
+		.dsn = srv->cfg.db_dsn,
+		.size = srv->cfg.db_pool_size,
+		.queue_max = srv->cfg.db_queue_max,
+		.queue_timeout_ms = srv->cfg.db_queue_timeout_ms,
+		.reconnect_max_ms = srv->cfg.db_reconnect_max_ms,
+		.statement_timeout_ms = srv->cfg.db_statement_timeout_ms,
+		.schema_version = srv->schema_version,
+	};
+	srv->db = db_pool_new(srv->base, &ps);
+	if (!srv->db)
+		return -1;
+	return start_listening(srv);
+}
+
+static void teardown(struct server *srv)
+{
+	if (srv->listener)
+		evconnlistener_free(srv->listener);
+	conn_free_all(srv);
+	/* Answers what is still waiting on the database; their connections
+	 * are closed, so nothing is sent, and the reaper frees them. */
+	db_pool_free(srv->db);
+	conn_reap(srv);
+	for (int i = 0; i < 3; i++)
+		if (srv->signals[i])
+			event_free(srv->signals[i]);
+	if (srv->reaper)
+		event_free(srv->reaper);
+	if (srv->drain_timer)
+		event_free(srv->drain_timer);
+	if (srv->base)
+		event_base_free(srv->base);
+	config_free(&srv->cfg);
+	libevent_global_shutdown();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "set", required_argument, NULL, 's' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help-config", no_argument, NULL, 'H' },
+		{ "migrate", no_argument, NULL, 'M' },
+		{ "hash-token", no_argument, NULL, 'T' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static char *overrides[MAX_OVERRIDES];
+	static struct server srv;
+	int n_overrides = 0, mode = 0, ch;
+	const char *config_path = NULL;
+	while ((ch = getopt_long(argc, argv, "c:s:Vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': config_path = optarg; break;
+		case 's':
+			if (n_overrides == MAX_OVERRIDES) {
+				fprintf(stderr, "referrald: too many --set options\n");
+				return 2;
+			}
+			overrides[n_overrides++] = optarg;
+			break;
+		case 'C': case 'H': case 'M': case 'T': mode = ch; break;
+		case 'V': printf("referrald %s (protocol 1, schema %d)\n", REFERRALD_VERSION,
+				 migrate_latest()); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (mode == 'H') {
+		config_print_help(stdout);
+		return 0;
+	}
+	char err[512];
+	if (config_load(&srv.cfg, config_path, overrides, n_overrides, err, sizeof err) < 0) {
+		fprintf(stderr, "referrald: configuration error: %s\n", err);
+		return 1;
+	}
+	log_set_level(srv.cfg.log_level);
+	srv.config_path = config_path;
+	srv.overrides = overrides;
+	srv.n_overrides = n_overrides;
+	int rc = 0;
+	switch (mode) {
+	case 'C':
+		config_print(stdout, &srv.cfg);
+		printf("# configuration OK\n");
+		break;
+	case 'M': rc = run_migrate(&srv.cfg); break;
+	case 'T': rc = hash_token_from_stdin(&srv.cfg); break;
+	default:
+		signal(SIGPIPE, SIG_IGN);
+		if (check_schema(&srv.cfg) < 0 || setup(&srv) < 0) {
+			rc = 1;
+			break;
+		}
+		sd_notify(0, "READY=1");
+		event_base_dispatch(srv.base);
+		log_info("stopped");
+		teardown(&srv);
+		return 0;
+	}
+	config_free(&srv.cfg);
+	return rc;
+}

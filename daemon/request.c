@@ -1,0 +1,107 @@
+/* request.c: answering requests; see request.h. */
+#include "request.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "dispatch.h"
+#include "log.h"
+#include "server.h"
+#include "wire.h"
+
+static void request_free(struct request *req)
+{
+	struct conn *c = req->conn;
+	if (req->msg)
+		referral__request__free_unpacked(req->msg, NULL);
+	free(req);
+	conn_request_done(c);
+}
+
+void request_reply(struct request *req, Referral__Response *resp)
+{
+	resp->request_id = req->id;
+	req->srv->stats.requests_total++;
+	if (resp->error)
+		req->srv->stats.errors_total++;
+	conn_send(req->conn, resp);
+	request_free(req);
+}
+
+void request_fail(struct request *req, Referral__ErrorCode code, const char *field,
+		  const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	Referral__Error err = REFERRAL__ERROR__INIT;
+	err.code = code;
+	err.message = msg;
+	err.field = (char *)(field ? field : "");
+	if (code == REFERRAL__ERROR_CODE__OVERLOADED || code == REFERRAL__ERROR_CODE__UNAVAILABLE)
+		err.retry_after_ms = 500;
+	Referral__Response resp = REFERRAL__RESPONSE__INIT;
+	resp.error = &err;
+	log_debug("request %llu (%s) failed: %s: %s", (unsigned long long)req->id,
+		  req->route ? req->route->name : "?", wire_error_code_name(code), msg);
+	request_reply(req, &resp);
+}
+
+/* Our SQL functions raise errors with SQLSTATEs of class "R" named for the
+ * typed error they mean; PostgreSQL's own classes map as below. */
+static const struct {
+	const char *sqlstate;
+	Referral__ErrorCode code;
+} sqlstate_map[] = {
+	{ "RINVA", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },
+	{ "RNFND", REFERRAL__ERROR_CODE__NOT_FOUND },
+	{ "RPERM", REFERRAL__ERROR_CODE__PERMISSION_DENIED },
+	{ "RCONF", REFERRAL__ERROR_CODE__CONFLICT },
+	{ "RFULL", REFERRAL__ERROR_CODE__FULL },
+	{ "RSTAT", REFERRAL__ERROR_CODE__FAILED_PRECONDITION },
+	{ "23505", REFERRAL__ERROR_CODE__CONFLICT },          /* unique_violation */
+	{ "23503", REFERRAL__ERROR_CODE__NOT_FOUND },         /* foreign_key_violation */
+	{ "23514", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* check_violation */
+	{ "22P02", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* invalid_text_representation */
+	{ "22007", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* invalid_datetime_format */
+	{ "22008", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* datetime_field_overflow */
+	{ "22003", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* numeric_value_out_of_range */
+	{ "40001", REFERRAL__ERROR_CODE__CONFLICT },          /* serialization_failure */
+	{ "40P01", REFERRAL__ERROR_CODE__CONFLICT },          /* deadlock_detected */
+	{ "57014", REFERRAL__ERROR_CODE__UNAVAILABLE },       /* query_canceled (timeout) */
+	{ "55P03", REFERRAL__ERROR_CODE__CONFLICT },          /* lock_not_available */
+};
+
+void request_fail_db(struct request *req, const struct db_result *r)
+{
+	switch (r->outcome) {
+	case DB_OK:
+		request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "unexpected success");
+		return;
+	case DB_UNAVAILABLE:
+		request_fail(req, REFERRAL__ERROR_CODE__UNAVAILABLE, NULL, "%s",
+			     r->message ? r->message : "database unavailable");
+		return;
+	case DB_OVERLOADED:
+		request_fail(req, REFERRAL__ERROR_CODE__OVERLOADED, NULL, "database queue full");
+		return;
+	case DB_FAILED:
+		break;
+	}
+	for (size_t i = 0; i < sizeof sqlstate_map / sizeof sqlstate_map[0]; i++) {
+		if (strcmp(sqlstate_map[i].sqlstate, r->sqlstate) == 0) {
+			request_fail(req, sqlstate_map[i].code, r->column, "%s", r->message);
+			return;
+		}
+	}
+	/* Not an error we expect: the details go to the log, not the client. */
+	log_error("request %llu (%s): database error %s: %s", (unsigned long long)req->id,
+		  req->route ? req->route->name : "?", r->sqlstate, r->message);
+	request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "internal database error (%s)",
+		     r->sqlstate);
+}

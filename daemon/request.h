@@ -1,0 +1,42 @@
+/*
+ * request.h: one request in flight, from its decoded frame to its one reply.
+ *
+ * A handler receives a request and must end it exactly once, with
+ * request_reply() or request_fail(); both free it. Handlers see the caller's
+ * identity and the server, never the socket.
+ */
+#ifndef REFERRALD_REQUEST_H
+#define REFERRALD_REQUEST_H
+
+#include <stdint.h>
+
+#include "conn.h"
+#include "referral.pb-c.h"
+
+struct server;
+struct db_result;
+struct route;
+
+struct request {
+	struct server *srv;
+	struct conn *conn;
+	uint64_t id;
+	Referral__Request *msg;
+	const struct route *route;
+	long long started_ns;
+};
+
+/* The body of resp (its oneof) is set by the caller; the id and the sending
+ * are done here. */
+void request_reply(struct request *req, Referral__Response *resp);
+void request_fail(struct request *req, Referral__ErrorCode code, const char *field,
+		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Answers a failed database call with the matching typed error. */
+void request_fail_db(struct request *req, const struct db_result *r);
+
+static inline const struct identity *request_identity(const struct request *req)
+{
+	return &req->conn->ident;
+}
+
+#endif
