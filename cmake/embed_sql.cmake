@@ -4,6 +4,7 @@
 set(body "/* Generated from sql/ by cmake/embed_sql.cmake: do not edit. */\n#include \"migrate.h\"\n\n")
 set(table "const struct migration migrations[] = {\n")
 set(count 0)
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(base "${f}" NAME_WE)
   string(REGEX MATCH "^([0-9]+)_(.*)$" _ "${base}")

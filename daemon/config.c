@@ -58,6 +58,8 @@ static const struct setting settings[] = {
 	  "On SIGTERM, how long requests in flight may take before connections are closed anyway." },
 	{ "pbkdf2_iterations", SET_INT, OFF(pbkdf2_iterations), "10000", 1000, 10000000, 1,
 	  "PBKDF2-SHA256 iterations for newly hashed terminal tokens (existing hashes keep theirs)." },
+	{ "release_interval_ms", SET_INT, OFF(release_interval_ms), "10000", 100, 3600000, 1,
+	  "How often the daemon releases due reserved capacity to the public pool." },
 	{ "log_level", SET_LOGLEVEL, OFF(log_level), "info", 0, 0, 1,
 	  "One of error, warn, info, debug." },
 };

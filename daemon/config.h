@@ -30,6 +30,7 @@ struct config {
 	int idle_timeout_ms;
 	int shutdown_timeout_ms;
 	int pbkdf2_iterations;
+	int release_interval_ms;
 	enum log_level log_level;
 };
 

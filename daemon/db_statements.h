@@ -12,12 +12,63 @@
 
 #define DB_MAX_PARAMS 16
 
+/* The columns every statement returning sessions yields, in the order
+ * slots_session_from_row() reads them. */
+#define SESSION_COLS                                                            \
+	"s.session_id, s.institution_id, s.department_id, s.kind::text, s.resource_id, " \
+	"extract(epoch FROM s.starts_at)::bigint, extract(epoch FROM s.ends_at)::bigint, " \
+	"s.capacity, s.reserved_capacity, s.reserved_capacity - s.reserved_booked, "    \
+	"s.capacity - s.reserved_capacity - s.public_booked, s.emergency_booked, "      \
+	"s.released_at IS NOT NULL, s.status = 'cancelled', s.reserved_initial"
+
 /* X(ENUM_SUFFIX, number of parameters, SQL) */
 #define DB_STATEMENTS(X)                                                        \
 	X(TERMINAL_LOOKUP, 2,                                                   \
 	  "SELECT t.institution_id, t.role::text, coalesce(t.practitioner_id, ''), " \
 	  "       t.token_hash, t.revoked_at IS NOT NULL "                     \
-	  "  FROM terminals t WHERE t.community_id = $1 AND t.terminal_id = $2")
+	  "  FROM terminals t WHERE t.community_id = $1 AND t.terminal_id = $2")     \
+	X(PUBLISH_SESSIONS, 11,                                                 \
+	  "SELECT " SESSION_COLS " FROM publish_sessions($1, $2, $3, $4, $5::resource_kind, $6, " \
+	  "$7::integer, $8::integer, $9::integer, $10::timestamptz[], $11::timestamptz[]) s") \
+	X(PUBLISH_WEEKLY, 14,                                                   \
+	  "SELECT " SESSION_COLS " FROM weekly_starts($1, $10::date, $11::integer, $12::integer[], " \
+	  "$13::time, $14::time) w, publish_sessions($1, $2, $3, $4, $5::resource_kind, $6, " \
+	  "$7::integer, $8::integer, $9::integer, w.starts, w.ends) s")       \
+	X(CHANGE_CAPACITY, 4,                                                   \
+	  "SELECT " SESSION_COLS " FROM change_session_capacity($1, $2, $3::bigint, $4::integer) s") \
+	X(CANCEL_SESSION, 5,                                                    \
+	  "SELECT session_id, bookings_flagged FROM cancel_session($1, $2, $3, $4::bigint, $5)") \
+	X(SEARCH_SESSIONS, 11,                                                  \
+	  "SELECT " SESSION_COLS " FROM sessions s WHERE s.community_id = $1"    \
+	  " AND ($2 = '' OR s.institution_id = $2) AND ($3 = '' OR s.department_id = $3)" \
+	  " AND ($4 = '' OR s.kind::text = $4) AND ($5 = '' OR s.resource_id = $5)" \
+	  " AND s.starts_at >= to_timestamp($6::bigint) AND s.starts_at < to_timestamp($7::bigint)" \
+	  " AND s.status = 'open'"                                              \
+	  " AND (NOT $8::boolean OR s.reserved_capacity > s.reserved_booked"    \
+	  "      OR s.capacity - s.reserved_capacity > s.public_booked)"        \
+	  " AND (s.starts_at, s.session_id) > (to_timestamp($9::bigint), $10::bigint)" \
+	  " ORDER BY s.starts_at, s.session_id LIMIT $11::integer")             \
+	X(BOOK, 11,                                                             \
+	  "SELECT outcome, coalesce(booking_id::text, ''), coalesce(pool, ''), coalesce(detail, ''), " \
+	  "reserved_left, public_left, replayed FROM book_slot($1, $2, $3, $4::terminal_role, $5, " \
+	  "$6::bigint, $7::uuid, $8, $9::boolean, $10::uuid, $11)")            \
+	X(CANCEL_BOOKING, 5,                                                    \
+	  "SELECT booking_id, session_id, pool, status, already "               \
+	  "FROM cancel_booking($1, $2, $3, $4::uuid, $5)")                      \
+	X(BOOK_EMERGENCY, 7,                                                    \
+	  "SELECT booking_id FROM book_emergency($1, $2, $3, $4::bigint, $5::uuid, $6::uuid, $7)") \
+	X(LIST_BOOKINGS, 8,                                                     \
+	  "SELECT b.booking_id, b.session_id, b.patient_id, b.pool, b.status, b.booked_by_institution, " \
+	  "extract(epoch FROM b.created_at)::bigint, extract(epoch FROM lower(b.period))::bigint, " \
+	  "coalesce(b.referral_id::text, ''), coalesce(b.cancel_reason, '') "  \
+	  "FROM bookings b JOIN sessions s USING (community_id, session_id) WHERE b.community_id = $1" \
+	  " AND ($2 = '' OR b.booked_by_institution = $2 OR s.institution_id = $2)" \
+	  " AND ($3::bigint = 0 OR b.session_id = $3::bigint) AND ($4 = '' OR b.patient_id::text = $4)" \
+	  " AND ($5::boolean OR b.status = 'booked')"                          \
+	  " AND (lower(b.period), b.booking_id) > (to_timestamp($6::bigint), $7::uuid)" \
+	  " ORDER BY lower(b.period), b.booking_id LIMIT $8::integer")          \
+	X(RELEASE_DUE, 1,                                                       \
+	  "SELECT community_id, session_id, released_count FROM release_due($1::integer)")
 
 enum db_stmt {
 #define X(name, nparams, sql) DB_STMT_##name,

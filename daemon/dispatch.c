@@ -8,14 +8,26 @@
 #include "server.h"
 #include "wire.h"
 
+#define CLINIC ROLE_BIT(REFERRAL__ROLE__ROLE_CLINIC)
+#define DESK ROLE_BIT(REFERRAL__ROLE__ROLE_DESK)
+#define BILLING ROLE_BIT(REFERRAL__ROLE__ROLE_BILLING)
+#define MONITOR ROLE_BIT(REFERRAL__ROLE__ROLE_MONITOR)
+#define ADMIN ROLE_BIT(REFERRAL__ROLE__ROLE_ADMIN)
 #define R(body_enum, name, fn, roles) { REFERRAL__REQUEST__BODY_##body_enum, name, fn, roles }
 
 /* The one authorisation table: who may make each request. */
 const struct route routes[] = {
 	R(HELLO, "hello", handle_hello, ROLES_HANDSHAKE),
 	R(PING, "ping", handle_ping, ROLES_ANY),
-	R(STATUS, "status", handle_status,
-	  ROLE_BIT(REFERRAL__ROLE__ROLE_MONITOR) | ROLE_BIT(REFERRAL__ROLE__ROLE_ADMIN)),
+	R(STATUS, "status", handle_status, MONITOR | ADMIN),
+	R(PUBLISH, "publish", handle_publish, DESK | ADMIN),
+	R(CHANGE_CAPACITY, "change_capacity", handle_change_capacity, DESK | ADMIN),
+	R(CANCEL_SESSION, "cancel_session", handle_cancel_session, DESK | ADMIN),
+	R(SEARCH, "search", handle_search, CLINIC | DESK | MONITOR | ADMIN),
+	R(BOOK, "book", handle_book, CLINIC | DESK | ADMIN),
+	R(CANCEL_BOOKING, "cancel_booking", handle_cancel_booking, CLINIC | DESK | ADMIN),
+	R(EMERGENCY_BOOK, "emergency_book", handle_emergency_book, DESK),
+	R(LIST_BOOKINGS, "list_bookings", handle_list_bookings, CLINIC | DESK | MONITOR | ADMIN),
 };
 const unsigned routes_count = sizeof routes / sizeof routes[0];
 

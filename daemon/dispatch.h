@@ -35,5 +35,13 @@ int dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
 void handle_hello(struct request *req);
 void handle_ping(struct request *req);
 void handle_status(struct request *req);
+void handle_publish(struct request *req);
+void handle_change_capacity(struct request *req);
+void handle_cancel_session(struct request *req);
+void handle_search(struct request *req);
+void handle_book(struct request *req);
+void handle_cancel_booking(struct request *req);
+void handle_emergency_book(struct request *req);
+void handle_list_bookings(struct request *req);
 
 #endif

@@ -23,6 +23,7 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
+#include "release.h"
 #include "server.h"
 #include "token.h"
 
@@ -186,6 +187,7 @@ static void reload(struct server *srv)
 	log_set_level(srv->cfg.log_level);
 	db_pool_set_limits(srv->db, srv->cfg.db_queue_max, srv->cfg.db_queue_timeout_ms,
 			   srv->cfg.db_reconnect_max_ms);
+	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
 	log_info("configuration reloaded");
 	sd_notify(0, "READY=1");
 }
@@ -309,6 +311,9 @@ static int setup(struct server *srv)
 	srv->db = db_pool_new(srv->base, &ps);
 	if (!srv->db)
 		return -1;
+	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
+	if (!srv->release)
+		return -1;
 	return start_listening(srv);
 }
 
@@ -317,6 +322,7 @@ static void teardown(struct server *srv)
 	if (srv->listener)
 		evconnlistener_free(srv->listener);
 	conn_free_all(srv);
+	release_timer_free(srv->release);
 	/* Answers what is still waiting on the database; their connections
 	 * are closed, so nothing is sent, and the reaper frees them. */
 	db_pool_free(srv->db);

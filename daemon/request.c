@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "db_params.h"
 #include "dispatch.h"
 #include "log.h"
 #include "server.h"
@@ -104,4 +105,14 @@ void request_fail_db(struct request *req, const struct db_result *r)
 		  req->route ? req->route->name : "?", r->sqlstate, r->message);
 	request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "internal database error (%s)",
 		     r->sqlstate);
+}
+
+void request_db(struct request *req, int stmt, const struct db_params *p,
+		void (*done)(void *req, const struct db_result *r))
+{
+	enum db_outcome refused;
+	if (db_exec(req->srv->db, (enum db_stmt)stmt, p->n, p->v, done, req, &refused) < 0) {
+		struct db_result r = { .outcome = refused, .column = "" };
+		request_fail_db(req, &r);
+	}
 }

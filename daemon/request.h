@@ -34,6 +34,12 @@ void request_fail(struct request *req, Referral__ErrorCode code, const char *fie
 /* Answers a failed database call with the matching typed error. */
 void request_fail_db(struct request *req, const struct db_result *r);
 
+/* Runs a statement for the request; `done` gets the request as its argument.
+ * When the pool refuses at once, the request is answered here. */
+struct db_params;
+void request_db(struct request *req, int stmt, const struct db_params *p,
+		void (*done)(void *req, const struct db_result *r));
+
 static inline const struct identity *request_identity(const struct request *req)
 {
 	return &req->conn->ident;

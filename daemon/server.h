@@ -28,6 +28,7 @@ struct server {
 	struct evconnlistener *listener;
 	int bound_port;
 	struct db_pool *db;
+	struct release_timer *release;
 	int schema_version;
 
 	struct conn *conns;         /* doubly linked list of live connections */

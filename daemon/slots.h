@@ -1,0 +1,35 @@
+/*
+ * slots.h: what the slot-pool handlers share: the wire names of resource
+ * kinds and pools, reading sessions from rows, page tokens, argument checks.
+ */
+#ifndef REFERRALD_SLOTS_H
+#define REFERRALD_SLOTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "referral.pb-c.h"
+
+/* "expert", "exam", "bed"; NULL for unspecified. */
+const char *slots_kind_name(Referral__ResourceKind kind);
+Referral__ResourceKind slots_kind_from_name(const char *name);
+Referral__Pool slots_pool_from_name(const char *name);
+
+/* Fills `s` from row `row` of a result whose columns are SESSION_COLS. */
+void slots_session_from_row(Referral__Session *s, const PGresult *res, int row);
+
+/* Page tokens are "<seconds>:<id>"; an empty token starts at the beginning. */
+int slots_parse_page_token(const char *token, int64_t *seconds, char *id, size_t idlen);
+void slots_format_page_token(char *out, size_t len, const char *seconds, const char *id);
+
+/* Page size: 0 gives the default, anything above the cap is capped. */
+unsigned slots_page_size(uint32_t asked);
+
+int slots_is_uuid(const char *s);
+
+#define SLOTS_PAGE_DEFAULT 50u
+#define SLOTS_PAGE_MAX 500u
+
+#endif
