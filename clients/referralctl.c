@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl_commands.h"
 #include "ctl_output.h"
 #include "wire.h"
 
@@ -145,6 +146,17 @@ struct command {
 static const struct command commands[] = {
 	{ "ping", cmd_ping, "", "check that the server answers and the credentials work" },
 	{ "status", cmd_status, "", "server version, uptime, connections, database state" },
+	{ "sessions", cmd_sessions, "[--institution I] [--department D] [--kind K] [--from T] [--until T] [--available]",
+	  "search bookable sessions (reserved and public capacity left)" },
+	{ "publish", cmd_publish, "--department D --kind K --resource R --capacity N [--reserved N|--reserved-pct P] (--start T --end T | --weekly 1,4 --from-date D --weeks N --time HH:MM-HH:MM)",
+	  "publish a session or a weekly pattern (desk, admin)" },
+	{ "capacity", cmd_capacity, "SESSION CAPACITY", "change a future session's capacity" },
+	{ "cancel-session", cmd_cancel_session, "SESSION REASON", "cancel a session; its bookings are flagged" },
+	{ "book", cmd_book, "--session S --patient P [--pool auto|reserved|public] [--fallback] [--referral R] [--key K]",
+	  "book a unit" },
+	{ "cancel", cmd_cancel, "BOOKING [REASON]", "cancel a booking (harmless twice)" },
+	{ "overbook", cmd_overbook, "SESSION PATIENT REASON [REFERRAL]", "audited emergency booking beyond capacity (desk)" },
+	{ "bookings", cmd_bookings, "[--session S] [--patient P] [--all]", "list bookings you may see" },
 };
 
 static void usage(FILE *out)
@@ -161,8 +173,8 @@ static void usage(FILE *out)
 		"  -T, --timeout MS       per-request timeout (default 10000)\n\n"
 		"commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(out, "  %-10s %-20s %s\n", commands[i].name, commands[i].args,
-			commands[i].help);
+		fprintf(out, "  %-14s %s\n  %-14s   %s\n", commands[i].name, commands[i].help, "",
+			commands[i].args[0] ? commands[i].args : "(no arguments)");
 	fprintf(out, "\nexit codes: 0 ok, 1 server error, 2 usage, 3 unreachable, 4 refused credentials\n");
 }
 

@@ -50,8 +50,8 @@ static void usage(FILE *out)
 
 static PGconn *connect_blocking(const char *dsn)
 {
-	const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
-	const char *vals[] = { "5", "referrald-startup", dsn, NULL };
+	const char *keys[] = { "connect_timeout", "application_name", "options", "dbname", NULL };
+	const char *vals[] = { "5", "referrald-startup", "-c client_min_messages=warning", dsn, NULL };
 	return PQconnectdbParams(keys, vals, 1);
 }
 
