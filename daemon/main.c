@@ -237,8 +237,53 @@ static int write_port_file(const char *path, int port)
 	return rename(tmp, path);
 }
 
+/* Socket activation: systemd passes the listening socket as fd 3 and keeps
+ * the port across restarts. Returns the fd, or -1 when not activated. */
+static int activated_socket(void)
+{
+	int n = sd_listen_fds(1);
+	if (n < 1)
+		return -1;
+	if (n > 1)
+		log_warn("socket activation passed %d sockets; using the first", n);
+	int fd = SD_LISTEN_FDS_START;
+	if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+		log_error("socket activation: fd %d is not a listening stream socket", fd);
+		return -1;
+	}
+	evutil_make_socket_nonblocking(fd);
+	return fd;
+}
+
+static int finish_listening(struct server *srv, const char *what)
+{
+	evconnlistener_set_error_cb(srv->listener, accept_error_cb);
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof bound;
+	getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&bound, &blen);
+	srv->bound_port = ntohs(bound.ss_family == AF_INET6
+					? ((struct sockaddr_in6 *)&bound)->sin6_port
+					: ((struct sockaddr_in *)&bound)->sin_port);
+	if (srv->cfg.port_file[0] && write_port_file(srv->cfg.port_file, srv->bound_port) < 0) {
+		log_error("cannot write port_file %s", srv->cfg.port_file);
+		return -1;
+	}
+	log_info("referrald %s listening on %s port %d (protocol 1, schema %d)", REFERRALD_VERSION,
+		 what, srv->bound_port, srv->schema_version);
+	return 0;
+}
+
 static int start_listening(struct server *srv)
 {
+	int afd = activated_socket();
+	if (afd >= 0) {
+		srv->listener = evconnlistener_new(srv->base, accept_cb, srv,
+						   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+						   -1, afd);
+		if (!srv->listener)
+			return -1;
+		return finish_listening(srv, "the socket passed by systemd");
+	}
 	struct sockaddr_storage ss;
 	int sslen;
 	char spec[300];
@@ -270,19 +315,29 @@ static int start_listening(struct server *srv)
 			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		return -1;
 	}
-	evconnlistener_set_error_cb(srv->listener, accept_error_cb);
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof bound;
-	getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&bound, &blen);
-	srv->bound_port = ntohs(bound.ss_family == AF_INET6
-					? ((struct sockaddr_in6 *)&bound)->sin6_port
-					: ((struct sockaddr_in *)&bound)->sin_port);
-	if (srv->cfg.port_file[0] && write_port_file(srv->cfg.port_file, srv->bound_port) < 0) {
-		log_error("cannot write port_file %s", srv->cfg.port_file);
+	return finish_listening(srv, addr);
+}
+
+/* The watchdog ping comes from a loop timer: a stuck loop stops pinging
+ * and systemd restarts the daemon. */
+static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	sd_notify(0, "WATCHDOG=1");
+}
+
+static int start_watchdog(struct server *srv)
+{
+	uint64_t usec;
+	if (sd_watchdog_enabled(0, &usec) <= 0)
+		return 0;
+	srv->watchdog = event_new(srv->base, -1, EV_PERSIST, watchdog_cb, srv);
+	if (!srv->watchdog)
 		return -1;
-	}
-	log_info("referrald %s listening on %s port %d (protocol 1, schema %d)", REFERRALD_VERSION,
-		 addr, srv->bound_port, srv->schema_version);
+	usec /= 2;
+	struct timeval tv = { (time_t)(usec / 1000000), (suseconds_t)(usec % 1000000) };
+	event_add(srv->watchdog, &tv);
+	log_info("systemd watchdog: pinging every %llu ms", (unsigned long long)usec / 1000);
 	return 0;
 }
 
@@ -312,7 +367,7 @@ static int setup(struct server *srv)
 	if (!srv->db)
 		return -1;
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
-	if (!srv->release)
+	if (!srv->release || start_watchdog(srv) < 0)
 		return -1;
 	return start_listening(srv);
 }
@@ -334,6 +389,8 @@ static void teardown(struct server *srv)
 		event_free(srv->reaper);
 	if (srv->drain_timer)
 		event_free(srv->drain_timer);
+	if (srv->watchdog)
+		event_free(srv->watchdog);
 	if (srv->base)
 		event_base_free(srv->base);
 	config_free(&srv->cfg);

@@ -40,6 +40,7 @@ struct server {
 
 	int draining;               /* SIGTERM received */
 	struct event *drain_timer;
+	struct event *watchdog;     /* systemd WatchdogSec pings */
 	struct event *signals[4];
 
 	time_t started_at;
