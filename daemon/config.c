@@ -117,6 +117,8 @@ struct parse_ctx {
 	char *err;
 	size_t errlen;
 	int failed;
+	int lines_read;      /* by read_line */
+	int reader_failed_at; /* line the reader refused, 0 if none */
 };
 
 static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
@@ -143,6 +145,37 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	return 1;
 }
 
+/* Feeds inih one line at a time, so that two of its habits cannot bite: an
+ * indented line would continue the previous value, and a line longer than
+ * its buffer would be parsed as two lines. Indentation is stripped; a line
+ * that does not fit is an error. */
+struct line_reader {
+	FILE *f;
+	struct parse_ctx *ctx;
+	char *line;
+	size_t cap;
+};
+
+static char *read_line(char *str, int num, void *stream)
+{
+	struct line_reader *lr = stream;
+	ssize_t n = getline(&lr->line, &lr->cap, lr->f);
+	if (n < 0)
+		return NULL;
+	lr->ctx->lines_read++;
+	const char *p = lr->line;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (strlen(p) >= (size_t)num - 1 && !lr->ctx->failed) {
+		snprintf(lr->ctx->err, lr->ctx->errlen, "line longer than %d bytes", num - 2);
+		lr->ctx->failed = 1;
+		lr->ctx->reader_failed_at = lr->ctx->lines_read;
+		p = ";\n"; /* a comment: inih goes on, and we report the error */
+	}
+	snprintf(str, (size_t)num, "%s", p);
+	return str;
+}
+
 int config_load(struct config *cfg, const char *path, char *const *overrides,
 		int n_overrides, char *err, size_t errlen)
 {
@@ -151,17 +184,22 @@ int config_load(struct config *cfg, const char *path, char *const *overrides,
 		if (set_value(cfg, &settings[i], settings[i].def, err, errlen) < 0)
 			goto fail;
 	if (path != NULL) {
-		struct parse_ctx ctx = { cfg, err, errlen, 0 };
-		int rc = ini_parse(path, on_ini_entry, &ctx);
-		if (rc < 0) {
+		struct parse_ctx ctx = { cfg, err, errlen, 0, 0, 0 };
+		FILE *f = fopen(path, "r");
+		if (f == NULL) {
 			snprintf(err, errlen, "cannot read %s", path);
 			goto fail;
 		}
-		if (rc > 0) {
+		struct line_reader lr = { f, &ctx, NULL, 0 };
+		int rc = ini_parse_stream(read_line, &lr, on_ini_entry, &ctx);
+		free(lr.line);
+		fclose(f);
+		if (rc > 0 || ctx.failed) {
 			if (!ctx.failed)
 				snprintf(err, errlen, "syntax error");
 			size_t n = strlen(err);
-			snprintf(err + n, errlen - n, " (%s line %d)", path, rc);
+			snprintf(err + n, errlen - n, " (%s line %d)", path,
+				 ctx.reader_failed_at ? ctx.reader_failed_at : rc);
 			goto fail;
 		}
 	}
@@ -210,15 +248,43 @@ static void format_value(const struct config *cfg, const struct setting *s, char
 	}
 }
 
+static int same_value(const struct config *x, const struct config *y, const struct setting *s)
+{
+	const char *a = (const char *)x + s->offset, *b = (const char *)y + s->offset;
+	switch (s->type) {
+	case SET_STR: return strcmp(*(char *const *)a, *(char *const *)b) == 0;
+	case SET_INT: return *(const int *)a == *(const int *)b;
+	case SET_LOGLEVEL: return *(const enum log_level *)a == *(const enum log_level *)b;
+	}
+	return 0;
+}
+
+/* Copies setting s from `from` into `to` (strings duplicated, whole). */
+static void copy_value(struct config *to, const struct config *from, const struct setting *s)
+{
+	char *dst = (char *)to + s->offset;
+	const char *src = (const char *)from + s->offset;
+	if (s->type == SET_STR) {
+		char *copy = strdup(*(char *const *)src);
+		if (copy) {
+			free(*(char **)dst);
+			*(char **)dst = copy;
+		}
+		return;
+	}
+	memcpy(dst, src, s->type == SET_INT ? sizeof(int) : sizeof(enum log_level));
+}
+
 void config_carry_restart_only(struct config *next, const struct config *cur)
 {
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const struct setting *s = &settings[i];
+		if (same_value(cur, next, s))
+			continue;
+		/* Formatted only for the log: long values may be cut there. */
 		char a[512], b[512];
 		format_value(cur, s, a, sizeof a);
 		format_value(next, s, b, sizeof b);
-		if (strcmp(a, b) == 0)
-			continue;
 		if (s->live) {
 			log_info("reload: %s changed from '%s' to '%s'", s->name,
 				 strcmp(s->name, "db_dsn") ? a : "(hidden)", b);
@@ -226,8 +292,7 @@ void config_carry_restart_only(struct config *next, const struct config *cur)
 		}
 		log_warn("reload: %s changed but needs a restart; keeping '%s'", s->name,
 			 strcmp(s->name, "db_dsn") ? a : "(hidden)");
-		char err[128];
-		set_value(next, s, a, err, sizeof err);
+		copy_value(next, cur, s);
 	}
 }
 

@@ -33,7 +33,7 @@ enum frame_result frame_next(struct evbuffer *in, uint32_t max_body,
 	if (r != FRAME_READY)
 		return r;
 	/* Make header and body contiguous; only now, with the length checked. */
-	unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)(FRAME_HEADER_BYTES + *body_len));
+	unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)((size_t)FRAME_HEADER_BYTES + *body_len));
 	if (p == NULL)
 		return FRAME_NEED_MORE;
 	*body = p + FRAME_HEADER_BYTES;

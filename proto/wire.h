@@ -24,7 +24,7 @@ ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *desc,
 			      const uint8_t *body, size_t len);
 
 /* Looks for fields the descriptors do not know, anywhere in the message tree.
- * Returns 1 and writes a path such as "request.hello.#99" when one is found,
+ * Returns 1 and writes a path such as "hello.#99" when one is found,
  * 0 otherwise. */
 int wire_find_unknown_field(const ProtobufCMessage *msg, char *path, size_t pathlen);
 
