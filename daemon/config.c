@@ -296,11 +296,31 @@ void config_carry_restart_only(struct config *next, const struct config *cur)
 	}
 }
 
+/* Hides the value of a password=... in a connection string of a buffer of
+ * size cap, in place. */
+static void mask_password(char *dsn, size_t cap)
+{
+	char *p = strstr(dsn, "password=");
+	if (!p)
+		return;
+	p += strlen("password=");
+	size_t len = strcspn(p, " \t");
+	size_t tail = strlen(p + len) + 1;
+	if ((size_t)(p - dsn) + 3 + tail > cap) {
+		*p = '\0'; /* no room to shift: drop the rest */
+		return;
+	}
+	memmove(p + 3, p + len, tail);
+	memcpy(p, "***", 3);
+}
+
 void config_print(FILE *out, const struct config *cfg)
 {
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		char v[512];
 		format_value(cfg, &settings[i], v, sizeof v);
+		if (settings[i].offset == OFF(db_dsn))
+			mask_password(v, sizeof v);
 		fprintf(out, "%s = %s\n", settings[i].name, v);
 	}
 }

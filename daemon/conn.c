@@ -62,21 +62,29 @@ static void handshake_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void apply_timeouts(struct conn *c)
+void conn_apply_settings(struct conn *c)
 {
+	if (!c->bev || c->state == CONN_CLOSING)
+		return;
 	const struct config *cfg = &c->srv->cfg;
 	struct timeval idle = { cfg->idle_timeout_ms / 1000, (cfg->idle_timeout_ms % 1000) * 1000 };
 	/* A silent reader and a peer that never takes our output both time out. */
 	bufferevent_set_timeouts(c->bev, &idle, &idle);
+	/* The input never holds more than one maximal frame plus a little:
+	 * beyond that libevent stops reading the socket. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+				 (size_t)cfg->max_frame_bytes + FRAME_HEADER_BYTES + 4096);
+	bufferevent_setwatermark(c->bev, EV_WRITE, (size_t)cfg->max_output_bytes / 2, 0);
 }
 
 static void send_refusal_and_close(struct server *srv, evutil_socket_t fd)
 {
+	int draining = srv->draining;
 	/* Best effort: a typed answer, then close. The socket is still blocking
 	 * and fresh, so a small write either fits in the buffer or fails. */
 	Referral__Error err = REFERRAL__ERROR__INIT;
-	err.code = REFERRAL__ERROR_CODE__OVERLOADED;
-	err.message = "too many connections";
+	err.code = draining ? REFERRAL__ERROR_CODE__UNAVAILABLE : REFERRAL__ERROR_CODE__OVERLOADED;
+	err.message = draining ? "server shutting down" : "too many connections";
 	err.retry_after_ms = 1000;
 	Referral__Response resp = REFERRAL__RESPONSE__INIT;
 	resp.error = &err;
@@ -126,13 +134,8 @@ void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 		return;
 	}
 	const struct config *cfg = &srv->cfg;
-	/* The input never holds more than one maximal frame plus a little:
-	 * beyond that libevent stops reading the socket. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0,
-				 (size_t)cfg->max_frame_bytes + FRAME_HEADER_BYTES + 4096);
-	bufferevent_setwatermark(c->bev, EV_WRITE, (size_t)cfg->max_output_bytes / 2, 0);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	apply_timeouts(c);
+	conn_apply_settings(c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	struct timeval hs = { cfg->handshake_timeout_ms / 1000,
 			      (cfg->handshake_timeout_ms % 1000) * 1000 };

@@ -63,6 +63,9 @@ void conn_authenticated(struct conn *c, const struct identity *ident);
 /* Hello refused or failed: back to waiting for Hello (used before closing). */
 void conn_handshake_failed(struct conn *c);
 
+/* Applies the live limits (frame size, timeouts, output) after a reload. */
+void conn_apply_settings(struct conn *c);
+
 /* Frees connections whose close is complete (the reaper's job). */
 void conn_reap(struct server *srv);
 /* Frees every connection, at exit. */

@@ -71,10 +71,11 @@ static void booked(void *arg, const struct db_result *r)
 	bk.session_id = b->session_id;
 	bk.patient_id = b->patient_id;
 	bk.pool = slots_pool_from_name(db_str(r->res, 0, 2));
-	bk.status = "booked";
+	bk.replayed = db_bool(r->res, 0, 6);
+	/* A replay reports what became of the booking since (e.g. cancelled). */
+	bk.status = bk.replayed && detail[0] ? (char *)detail : "booked";
 	bk.reserved_left = (uint32_t)db_i64(r->res, 0, 4);
 	bk.public_left = (uint32_t)db_i64(r->res, 0, 5);
-	bk.replayed = db_bool(r->res, 0, 6);
 	bk.booked_by_institution = (char *)request_identity(req)->institution_id;
 	bk.referral_id = b->referral_id;
 	Referral__Response resp = REFERRAL__RESPONSE__INIT;

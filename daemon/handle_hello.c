@@ -21,9 +21,11 @@ static void hello_refused(struct request *req, Referral__ErrorCode code, const c
 {
 	struct conn *c = req->conn;
 	req->srv->stats.handshakes_failed++;
-	conn_handshake_failed(c);
+	/* One try per connection slows down guessing. The connection stays
+	 * AUTHENTICATING while the answer is queued, so frames pipelined
+	 * behind the Hello are never processed; then it closes. */
+	c->state = CONN_AUTHENTICATING;
 	request_fail(req, code, field, "%s", msg);
-	/* One try per connection slows down guessing. */
 	conn_close(c, msg, 1);
 }
 

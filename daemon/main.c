@@ -188,6 +188,8 @@ static void reload(struct server *srv)
 	db_pool_set_limits(srv->db, srv->cfg.db_queue_max, srv->cfg.db_queue_timeout_ms,
 			   srv->cfg.db_reconnect_max_ms);
 	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
+	for (struct conn *c = srv->conns; c; c = c->next)
+		conn_apply_settings(c);
 	log_info("configuration reloaded");
 	sd_notify(0, "READY=1");
 }

@@ -66,6 +66,7 @@ static const struct {
 	{ "RFULL", REFERRAL__ERROR_CODE__FULL },
 	{ "RSTAT", REFERRAL__ERROR_CODE__FAILED_PRECONDITION },
 	{ "23505", REFERRAL__ERROR_CODE__CONFLICT },          /* unique_violation */
+	{ "23P01", REFERRAL__ERROR_CODE__CONFLICT },          /* exclusion_violation: overlapping booking */
 	{ "23503", REFERRAL__ERROR_CODE__NOT_FOUND },         /* foreign_key_violation */
 	{ "23514", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* check_violation */
 	{ "22P02", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* invalid_text_representation */

@@ -39,8 +39,10 @@ CREATE TABLE sessions (
     ends_at           timestamptz NOT NULL,
     status            text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'cancelled')),
     capacity          integer NOT NULL CHECK (capacity BETWEEN 1 AND 10000),
-    -- The reserved share as published (compliance is measured on it).
+    -- The reserved share as published (compliance is measured on it), and
+    -- the capacity it was published for: capacity changes keep that ratio.
     reserved_initial  integer NOT NULL,
+    capacity_published integer NOT NULL,
     -- Units in the reserved pool now; shrinks when unbooked units are released.
     reserved_capacity integer NOT NULL,
     reserved_booked   integer NOT NULL DEFAULT 0,
@@ -57,7 +59,7 @@ CREATE TABLE sessions (
     PRIMARY KEY (community_id, session_id),
     FOREIGN KEY (community_id, institution_id, department_id) REFERENCES departments,
     CHECK (ends_at > starts_at),
-    CHECK (reserved_initial BETWEEN 0 AND capacity),
+    CHECK (reserved_initial BETWEEN 0 AND capacity_published),
     CHECK (reserved_capacity BETWEEN 0 AND capacity),
     CHECK (reserved_booked BETWEEN 0 AND reserved_capacity),
     CHECK (public_booked BETWEEN 0 AND capacity - reserved_capacity)
@@ -184,10 +186,11 @@ BEGIN
     END IF;
     RETURN QUERY
     INSERT INTO sessions AS s (community_id, institution_id, department_id, kind, resource_id,
-                          starts_at, ends_at, capacity, reserved_initial, reserved_capacity,
-                          release_at, published_by)
+                          starts_at, ends_at, capacity, reserved_initial, capacity_published,
+                          reserved_capacity, release_at, published_by)
     SELECT p_community, p_institution, p_department, p_kind, p_resource, t.s, t.e,
-           p_capacity, v_reserved, v_reserved, t.s - community_release_lead(c, p_kind), p_terminal
+           p_capacity, v_reserved, p_capacity, v_reserved,
+           t.s - community_release_lead(c, p_kind), p_terminal
       FROM unnest(p_starts, p_ends) AS t(s, e)
     RETURNING *;
 END $$;
@@ -228,9 +231,10 @@ BEGIN
     END IF;
     SELECT reserve_floor_pct INTO v_floor FROM communities WHERE community_id = p_community;
     IF s.released_at IS NULL THEN
-        -- Keep the published share (never below the floor), rounded up.
-        v_reserved := greatest(reserve_minimum(p_capacity, v_floor),
-                               (p_capacity * s.reserved_initial + s.capacity - 1) / s.capacity);
+        -- Keep the share as first published (never below the floor),
+        -- rounded up once: repeated changes cannot drift it upwards.
+        v_reserved := least(p_capacity, greatest(reserve_minimum(p_capacity, v_floor),
+            (p_capacity * s.reserved_initial + s.capacity_published - 1) / s.capacity_published));
     ELSE
         v_reserved := s.reserved_capacity;  -- released: the pool stays as it is
     END IF;
@@ -239,8 +243,7 @@ BEGIN
             p_capacity, s.reserved_booked, v_reserved, s.public_booked, p_capacity - v_reserved
             USING ERRCODE = 'RSTAT', COLUMN = 'capacity';
     END IF;
-    RETURN QUERY UPDATE sessions SET capacity = p_capacity, reserved_capacity = v_reserved,
-           reserved_initial = CASE WHEN released_at IS NULL THEN v_reserved ELSE reserved_initial END
+    RETURN QUERY UPDATE sessions SET capacity = p_capacity, reserved_capacity = v_reserved
      WHERE community_id = p_community AND session_id = p_session RETURNING *;
 END $$;
 
@@ -309,11 +312,17 @@ BEGIN
                     'idempotency key already used for a different request', 0, 0, false;
                 RETURN;
             END IF;
-            SELECT x.* INTO s FROM sessions x JOIN bookings b USING (community_id, session_id)
-             WHERE b.community_id = p_community AND b.booking_id = k.booking_id;
+            -- The same request names the same session: answer with its
+            -- counts now, and the booking's pool and current status.
+            SELECT * INTO s FROM sessions x WHERE x.community_id = p_community
+               AND x.session_id = p_session;
             RETURN QUERY SELECT k.outcome, k.booking_id,
                 (SELECT b.pool::text FROM bookings b WHERE b.community_id = p_community
-                    AND b.booking_id = k.booking_id), k.detail,
+                    AND b.booking_id = k.booking_id),
+                CASE WHEN k.outcome = 'booked' THEN
+                    (SELECT b.status::text FROM bookings b WHERE b.community_id = p_community
+                        AND b.booking_id = k.booking_id)
+                ELSE k.detail END,
                 coalesce(s.reserved_capacity - s.reserved_booked, 0),
                 coalesce(s.capacity - s.reserved_capacity - s.public_booked, 0), true;
             RETURN;
@@ -352,8 +361,13 @@ BEGIN
                 v_outcome := 'not_permitted';
                 v_detail := 'the reserved pool is for family doctors (clinic terminals) only';
             ELSIF c.reserved_requires_referral AND p_referral IS NULL THEN
-                v_outcome := 'not_permitted';
-                v_detail := format('%s reserves these slots for referred patients: name the up-referral', c.province);
+                -- The public remainder stays open to family doctors.
+                IF p_fallback AND s.public_booked < s.capacity - s.reserved_capacity THEN
+                    v_pool := 'public';
+                ELSE
+                    v_outcome := 'not_permitted';
+                    v_detail := format('%s reserves these slots for referred patients: name the up-referral', c.province);
+                END IF;
             ELSIF s.reserved_booked < s.reserved_capacity THEN
                 v_pool := 'reserved';
             ELSIF p_fallback AND s.public_booked < s.capacity - s.reserved_capacity THEN
