@@ -443,7 +443,7 @@ int main(int argc, char **argv)
 	}
 	char err[512];
 	if (config_load(&srv.cfg, config_path, overrides, n_overrides, err, sizeof err) < 0) {
-		fprintf(stderr, "referrald: configuration error: %s\n", err);
+		log_error("configuration error: %s", err);
 		return 1;
 	}
 	log_set_level(srv.cfg.log_level);

@@ -20,6 +20,7 @@ PACKAGES=(
 	postgresql-15 postgresql-client-15      # the database, and private test clusters
 	python3 python3-protobuf protobuf-compiler  # interoperability and integration tests
 	procps psmisc           # pkill/ps in test harnesses
+	systemd dpkg-dev file man-db   # packaging tests: systemd-analyze, dpkg-shlibdeps, man -l
 )
 
 missing=()
