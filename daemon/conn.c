@@ -311,11 +311,10 @@ void conn_request_done(struct conn *c)
 			schedule_reap(c);
 		return;
 	}
-	if (c->srv->draining && c->inflight == 0) {
-		conn_close(c, "server shutting down", 1);
-		return;
-	}
+	/* While draining, this answers frames already buffered UNAVAILABLE. */
 	conn_process_input(c);
+	if (c->srv->draining && c->inflight == 0 && c->state != CONN_CLOSING)
+		conn_close(c, "server shutting down", 1);
 }
 
 void conn_authenticated(struct conn *c, const struct identity *ident)

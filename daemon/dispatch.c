@@ -123,6 +123,13 @@ int dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
 	req->started_ns = now_ns();
 	c->inflight++;
 	srv->inflight++;
+	char path[128];
+	if (wire_find_bad_string(&referral__request__descriptor, body, len, path, sizeof path)) {
+		/* Checked before anything else reads a (possibly cut) string. */
+		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, path,
+			     "%s is not valid UTF-8 or contains a NUL byte", path);
+		return 0;
+	}
 	if (admissible(req))
 		req->route->handler(req);
 	return 0;

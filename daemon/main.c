@@ -154,8 +154,12 @@ void server_begin_drain(struct server *srv)
 	sd_notify(0, "STOPPING=1");
 	log_info("shutting down: %u connection%s, %u request%s in flight", srv->n_conns,
 		 srv->n_conns == 1 ? "" : "s", srv->inflight, srv->inflight == 1 ? "" : "s");
-	if (srv->listener)
-		evconnlistener_disable(srv->listener);
+	/* Close the listening socket, so new clients are refused at once
+	 * instead of waiting in a backlog nobody accepts from. */
+	if (srv->listener) {
+		evconnlistener_free(srv->listener);
+		srv->listener = NULL;
+	}
 	struct conn *c = srv->conns;
 	while (c) {
 		struct conn *next = c->next;

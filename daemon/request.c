@@ -58,6 +58,7 @@ void request_fail(struct request *req, Referral__ErrorCode code, const char *fie
 static const struct {
 	const char *sqlstate;
 	Referral__ErrorCode code;
+	const char *field;   /* when PostgreSQL names no column */
 } sqlstate_map[] = {
 	{ "RINVA", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },
 	{ "RNFND", REFERRAL__ERROR_CODE__NOT_FOUND },
@@ -66,10 +67,13 @@ static const struct {
 	{ "RFULL", REFERRAL__ERROR_CODE__FULL },
 	{ "RSTAT", REFERRAL__ERROR_CODE__FAILED_PRECONDITION },
 	{ "23505", REFERRAL__ERROR_CODE__CONFLICT },          /* unique_violation */
-	{ "23P01", REFERRAL__ERROR_CODE__CONFLICT },          /* exclusion_violation: overlapping booking */
+	/* exclusion_violation: the only exclusion constraint is one patient's
+	 * overlapping bookings */
+	{ "23P01", REFERRAL__ERROR_CODE__CONFLICT, "patient_id" },
 	{ "23503", REFERRAL__ERROR_CODE__NOT_FOUND },         /* foreign_key_violation */
 	{ "23514", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* check_violation */
 	{ "22P02", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* invalid_text_representation */
+	{ "22021", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* character_not_in_repertoire */
 	{ "22007", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* invalid_datetime_format */
 	{ "22008", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* datetime_field_overflow */
 	{ "22003", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* numeric_value_out_of_range */
@@ -97,7 +101,9 @@ void request_fail_db(struct request *req, const struct db_result *r)
 	}
 	for (size_t i = 0; i < sizeof sqlstate_map / sizeof sqlstate_map[0]; i++) {
 		if (strcmp(sqlstate_map[i].sqlstate, r->sqlstate) == 0) {
-			request_fail(req, sqlstate_map[i].code, r->column, "%s", r->message);
+			const char *field = r->column && r->column[0] ? r->column
+								      : sqlstate_map[i].field;
+			request_fail(req, sqlstate_map[i].code, field, "%s", r->message);
 			return;
 		}
 	}

@@ -86,6 +86,117 @@ int wire_find_unknown_field(const ProtobufCMessage *msg, char *path, size_t path
 	return find_unknown(msg, path, pathlen, 0);
 }
 
+/* Valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF) without NUL. */
+static int good_text(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		uint8_t c = s[i];
+		if (c == 0)
+			return 0;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t need;
+		uint32_t cp;
+		if (c >= 0xC2 && c <= 0xDF) {
+			need = 1;
+			cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			need = 2;
+			cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			need = 3;
+			cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		if (n - i <= need)
+			return 0;
+		for (size_t k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
+static int read_varint(const uint8_t *p, size_t len, size_t *at, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int shift = 0; shift < 64 && *at < len; shift += 7) {
+		uint8_t b = p[(*at)++];
+		v |= (uint64_t)(b & 0x7F) << shift;
+		if (!(b & 0x80)) {
+			*out = v;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int bad_string(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+		      char *path, size_t pathlen, size_t at_path)
+{
+	size_t at = 0;
+	while (at < len) {
+		uint64_t key, n;
+		if (read_varint(p, len, &at, &key) < 0)
+			return 0; /* unpack accepted it: nothing more to say */
+		unsigned wt = (unsigned)(key & 7);
+		uint32_t tag = (uint32_t)(key >> 3);
+		switch (wt) {
+		case 0:
+			if (read_varint(p, len, &at, &n) < 0)
+				return 0;
+			continue;
+		case 1:
+			at += 8;
+			continue;
+		case 5:
+			at += 4;
+			continue;
+		case 2:
+			break;
+		default:
+			return 0;
+		}
+		if (read_varint(p, len, &at, &n) < 0 || n > len - at)
+			return 0;
+		const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, tag);
+		const uint8_t *v = p + at;
+		at += (size_t)n;
+		if (!f)
+			continue;
+		if (f->type == PROTOBUF_C_TYPE_STRING && !good_text(v, (size_t)n)) {
+			append_path(path, pathlen, at_path, f->name);
+			return 1;
+		}
+		if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			size_t next = at_path + (size_t)append_path(path, pathlen, at_path, f->name);
+			if (bad_string(f->descriptor, v, (size_t)n, path, pathlen, next))
+				return 1;
+			path[at_path] = '\0';
+		}
+	}
+	return 0;
+}
+
+int wire_find_bad_string(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
+			 size_t len, char *path, size_t pathlen)
+{
+	if (pathlen == 0)
+		return 0;
+	path[0] = '\0';
+	return bad_string(desc, body, len, path, pathlen, 0);
+}
+
 const char *wire_error_code_name(Referral__ErrorCode code)
 {
 	const ProtobufCEnumValue *v =

@@ -28,6 +28,14 @@ ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *desc,
  * 0 otherwise. */
 int wire_find_unknown_field(const ProtobufCMessage *msg, char *path, size_t pathlen);
 
+/* protobuf-c neither checks that strings are UTF-8 nor keeps bytes after an
+ * embedded NUL (it hands out C strings, so "token\0junk" would read as
+ * "token"). This walks the raw bytes of a message that unpacked cleanly and
+ * returns 1 with a path such as "hello.token" when a string field holds
+ * invalid UTF-8 or a NUL byte, 0 otherwise. */
+int wire_find_bad_string(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
+			 size_t len, char *path, size_t pathlen);
+
 /* "INVALID_ARGUMENT" etc. */
 const char *wire_error_code_name(Referral__ErrorCode code);
 const char *wire_role_name(Referral__Role role); /* "clinic", ... */
