@@ -60,27 +60,27 @@ static const struct {
 	Referral__ErrorCode code;
 	const char *field;   /* when PostgreSQL names no column */
 } sqlstate_map[] = {
-	{ "RINVA", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },
-	{ "RNFND", REFERRAL__ERROR_CODE__NOT_FOUND },
-	{ "RPERM", REFERRAL__ERROR_CODE__PERMISSION_DENIED },
-	{ "RCONF", REFERRAL__ERROR_CODE__CONFLICT },
-	{ "RFULL", REFERRAL__ERROR_CODE__FULL },
-	{ "RSTAT", REFERRAL__ERROR_CODE__FAILED_PRECONDITION },
-	{ "23505", REFERRAL__ERROR_CODE__CONFLICT },          /* unique_violation */
+	{ "RINVA", REFERRAL__ERROR_CODE__INVALID_ARGUMENT, NULL },
+	{ "RNFND", REFERRAL__ERROR_CODE__NOT_FOUND, NULL },
+	{ "RPERM", REFERRAL__ERROR_CODE__PERMISSION_DENIED, NULL },
+	{ "RCONF", REFERRAL__ERROR_CODE__CONFLICT, NULL },
+	{ "RFULL", REFERRAL__ERROR_CODE__FULL, NULL },
+	{ "RSTAT", REFERRAL__ERROR_CODE__FAILED_PRECONDITION, NULL },
+	{ "23505", REFERRAL__ERROR_CODE__CONFLICT, NULL },          /* unique_violation */
 	/* exclusion_violation: the only exclusion constraint is one patient's
 	 * overlapping bookings */
 	{ "23P01", REFERRAL__ERROR_CODE__CONFLICT, "patient_id" },
-	{ "23503", REFERRAL__ERROR_CODE__NOT_FOUND },         /* foreign_key_violation */
-	{ "23514", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* check_violation */
-	{ "22P02", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* invalid_text_representation */
-	{ "22021", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* character_not_in_repertoire */
-	{ "22007", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* invalid_datetime_format */
-	{ "22008", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* datetime_field_overflow */
-	{ "22003", REFERRAL__ERROR_CODE__INVALID_ARGUMENT },  /* numeric_value_out_of_range */
-	{ "40001", REFERRAL__ERROR_CODE__CONFLICT },          /* serialization_failure */
-	{ "40P01", REFERRAL__ERROR_CODE__CONFLICT },          /* deadlock_detected */
-	{ "57014", REFERRAL__ERROR_CODE__UNAVAILABLE },       /* query_canceled (timeout) */
-	{ "55P03", REFERRAL__ERROR_CODE__CONFLICT },          /* lock_not_available */
+	{ "23503", REFERRAL__ERROR_CODE__NOT_FOUND, NULL },         /* foreign_key_violation */
+	{ "23514", REFERRAL__ERROR_CODE__INVALID_ARGUMENT, NULL },  /* check_violation */
+	{ "22P02", REFERRAL__ERROR_CODE__INVALID_ARGUMENT, NULL },  /* invalid_text_representation */
+	{ "22021", REFERRAL__ERROR_CODE__INVALID_ARGUMENT, NULL },  /* character_not_in_repertoire */
+	{ "22007", REFERRAL__ERROR_CODE__INVALID_ARGUMENT, NULL },  /* invalid_datetime_format */
+	{ "22008", REFERRAL__ERROR_CODE__INVALID_ARGUMENT, NULL },  /* datetime_field_overflow */
+	{ "22003", REFERRAL__ERROR_CODE__INVALID_ARGUMENT, NULL },  /* numeric_value_out_of_range */
+	{ "40001", REFERRAL__ERROR_CODE__CONFLICT, NULL },          /* serialization_failure */
+	{ "40P01", REFERRAL__ERROR_CODE__CONFLICT, NULL },          /* deadlock_detected */
+	{ "57014", REFERRAL__ERROR_CODE__UNAVAILABLE, NULL },       /* query_canceled (timeout) */
+	{ "55P03", REFERRAL__ERROR_CODE__CONFLICT, NULL },          /* lock_not_available */
 };
 
 void request_fail_db(struct request *req, const struct db_result *r)
