@@ -278,6 +278,28 @@ END $$;
 
 -- ---- booking -------------------------------------------------------------------
 
+-- Locks the patient's row so that the bookings of one patient are taken one
+-- at a time: the overlap check that follows then sees every committed booking
+-- of the patient and can name the one in the way. Without it two overlapping
+-- bookings racing on different sessions would both pass the check and one
+-- would meet the exclusion constraint, which cannot say which booking it met.
+-- FOR NO KEY UPDATE does not conflict with the FOR KEY SHARE locks of foreign
+-- key checks, so nothing else waits on it. Sessions are always locked first.
+CREATE FUNCTION lock_patient(p_community text, p_patient uuid) RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT EXISTS (SELECT 1 FROM patients pt WHERE pt.community_id = p_community
+                     AND pt.patient_id = p_patient FOR NO KEY UPDATE)
+$$;
+
+-- The patient's live booking of the same kind overlapping session s, if any.
+CREATE FUNCTION overlapping_booking(p_community text, p_patient uuid, s sessions) RETURNS uuid
+LANGUAGE sql STABLE AS $$
+    SELECT b.booking_id FROM bookings b
+     WHERE b.community_id = p_community AND b.patient_id = p_patient AND b.kind = s.kind
+       AND b.status = 'booked' AND b.period && tstzrange(s.starts_at, s.ends_at)
+     LIMIT 1
+$$;
+
 -- Outcomes: booked, full, not_permitted, closed, patient_conflict, not_found,
 -- key_conflict. p_pool: 'auto' (family doctors: reserved; others: public),
 -- 'reserved', 'public'. p_fallback: a reserved request may take a public unit.
@@ -339,14 +361,10 @@ BEGIN
         v_outcome := 'closed'; v_detail := format('session %s is cancelled', p_session);
     ELSIF s.starts_at <= now() THEN
         v_outcome := 'closed'; v_detail := format('session %s has started', p_session);
-    ELSIF NOT EXISTS (SELECT 1 FROM patients pt WHERE pt.community_id = p_community
-                      AND pt.patient_id = p_patient) THEN
+    ELSIF NOT lock_patient(p_community, p_patient) THEN
         v_outcome := 'not_found'; v_detail := 'no such patient';
     ELSE
-        SELECT b.booking_id INTO v_other FROM bookings b
-         WHERE b.community_id = p_community AND b.patient_id = p_patient AND b.kind = s.kind
-           AND b.status = 'booked' AND b.period && tstzrange(s.starts_at, s.ends_at)
-         LIMIT 1;
+        v_other := overlapping_booking(p_community, p_patient, s);
         IF v_other IS NOT NULL THEN
             v_outcome := 'patient_conflict';
             v_detail := format('patient already holds booking %s in this or an overlapping session', v_other);
@@ -466,6 +484,7 @@ RETURNS TABLE (booking_id uuid) LANGUAGE plpgsql AS $$
 DECLARE
     s sessions;
     v_booking uuid;
+    v_other uuid;
 BEGIN
     IF coalesce(p_reason, '') = '' THEN
         RAISE EXCEPTION 'an emergency booking needs a reason' USING ERRCODE = 'RINVA', COLUMN = 'reason';
@@ -477,6 +496,14 @@ BEGIN
     END IF;
     IF s.status <> 'open' OR s.ends_at <= now() THEN
         RAISE EXCEPTION 'session % is cancelled or over', p_session USING ERRCODE = 'RSTAT';
+    END IF;
+    IF NOT lock_patient(p_community, p_patient) THEN
+        RAISE EXCEPTION 'no such patient' USING ERRCODE = 'RNFND', COLUMN = 'patient_id';
+    END IF;
+    v_other := overlapping_booking(p_community, p_patient, s);
+    IF v_other IS NOT NULL THEN
+        RAISE EXCEPTION 'patient already holds booking % in this or an overlapping session', v_other
+            USING ERRCODE = 'RCONF', COLUMN = 'patient_id';
     END IF;
     INSERT INTO bookings (community_id, session_id, patient_id, pool, kind, period,
                           booked_by_terminal, booked_by_institution, referral_id, emergency_reason)
