@@ -60,6 +60,8 @@ static const struct setting settings[] = {
 	  "PBKDF2-SHA256 iterations for newly hashed terminal tokens (existing hashes keep theirs)." },
 	{ "release_interval_ms", SET_INT, OFF(release_interval_ms), "10000", 100, 3600000, 1,
 	  "How often the daemon releases due reserved capacity to the public pool." },
+	{ "events_poll_ms", SET_INT, OFF(events_poll_ms), "2000", 100, 3600000, 1,
+	  "How often event subscriptions are checked for events whose database signal was lost (e.g. during a reconnect)." },
 	{ "log_level", SET_LOGLEVEL, OFF(log_level), "info", 0, 0, 1,
 	  "One of error, warn, info, debug." },
 };

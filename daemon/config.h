@@ -31,6 +31,7 @@ struct config {
 	int shutdown_timeout_ms;
 	int pbkdf2_iterations;
 	int release_interval_ms;
+	int events_poll_ms;
 	enum log_level log_level;
 };
 

@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 
 #include "dispatch.h"
+#include "events.h"
 #include "frame.h"
 #include "log.h"
 #include "server.h"
@@ -237,8 +238,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 	if (what & BEV_EVENT_TIMEOUT) {
-		if ((what & BEV_EVENT_READING) && c->inflight > 0) {
-			/* Quiet because it waits for us: not idle. */
+		if ((what & BEV_EVENT_READING) && (c->inflight > 0 || c->sub.active)) {
+			/* Quiet because it waits for us or listens: not idle. */
 			bufferevent_enable(bev, EV_READ);
 			return;
 		}
@@ -290,6 +291,8 @@ void conn_close(struct conn *c, const char *reason, int flush)
 	c->prev = c->next = NULL;
 	srv->n_conns--;
 	srv->n_closing++;
+	if (c->sub.active)
+		events_unsubscribe(c);
 	srv->stats.connections_closed++;
 	if (c->bev) {
 		bufferevent_disable(c->bev, EV_READ);

@@ -33,6 +33,16 @@ enum conn_state {
 	CONN_CLOSING,
 };
 
+/* A live event subscription (events.c). */
+struct conn_subscription {
+	int active;
+	uint64_t request_id;   /* events carry the Subscribe's request id */
+	uint64_t cursor;       /* every event up to here is delivered or not for us */
+	int catching_up;       /* reading the backlog; the live feed skips us */
+	int fetching;          /* a backlog read is in flight */
+	struct request *pending;  /* the Subscribe, answered by the first read */
+};
+
 struct conn {
 	struct server *srv;
 	struct conn *prev, *next;   /* server's live list */
@@ -47,6 +57,7 @@ struct conn {
 	int processing;             /* inside conn_process_input */
 	int paused_output;          /* reading stopped: too much unsent output */
 	int on_reap_list;
+	struct conn_subscription sub;
 };
 
 /* Takes over an accepted socket. */

@@ -18,6 +18,7 @@ enum pgc_state {
 	PGC_CONNECTING,  /* PQconnectPoll in progress */
 	PGC_CHECKING,    /* reading the schema version */
 	PGC_PREPARING,   /* preparing statement prepare_next */
+	PGC_LISTENING,   /* LISTEN on the pool's channel */
 	PGC_IDLE,
 	PGC_BUSY,        /* running job */
 };
@@ -237,6 +238,25 @@ static void pgc_became_ready(struct pgc *c)
 	pool_dispatch(pool);
 }
 
+/* The last step of setting a connection up, when the pool has a channel.
+ * Listening on every connection (not one) means no single lost connection
+ * silences the signal. */
+static void pgc_listen(struct pgc *c)
+{
+	const char *channel = c->pool->s.listen_channel;
+	if (!channel) {
+		pgc_became_ready(c);
+		return;
+	}
+	char *ident = PQescapeIdentifier(c->conn, channel, strlen(channel));
+	char sql[128];
+	snprintf(sql, sizeof sql, "LISTEN %s", ident ? ident : "\"\"");
+	PQfreemem(ident);
+	c->state = PGC_LISTENING;
+	if (!PQsendQuery(c->conn, sql) || pgc_flush(c) < 0)
+		pgc_fail(c, PQerrorMessage(c->conn), 0);
+}
+
 static void pgc_send_job(struct pgc *c, struct db_job *job)
 {
 	const struct db_statement *st = &db_statements[job->stmt];
@@ -344,7 +364,20 @@ static void pgc_command_done(struct pgc *c)
 		if (++c->prepare_next < DB_STMT_COUNT)
 			pgc_send_next_prepare(c);
 		else
-			pgc_became_ready(c);
+			pgc_listen(c);
+		break;
+	}
+	case PGC_LISTENING: {
+		PGresult *res = c->result;
+		c->result = NULL;
+		int ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+		if (res)
+			PQclear(res);
+		if (!ok) {
+			pgc_fail(c, "LISTEN failed", c->pool->s.reconnect_max_ms);
+			return;
+		}
+		pgc_became_ready(c);
 		break;
 	}
 	case PGC_BUSY:
@@ -357,12 +390,24 @@ static void pgc_command_done(struct pgc *c)
 	}
 }
 
+/* Hands on every notification that arrived with the input just read. */
+static void pgc_notifications(struct pgc *c)
+{
+	PGnotify *n;
+	while (c->conn && (n = PQnotifies(c->conn)) != NULL) {
+		if (c->pool->s.notify)
+			c->pool->s.notify(c->pool->s.notify_arg, n->extra);
+		PQfreemem(n);
+	}
+}
+
 static void pgc_read(struct pgc *c)
 {
 	if (!PQconsumeInput(c->conn)) {
 		pgc_fail(c, PQerrorMessage(c->conn), 0);
 		return;
 	}
+	pgc_notifications(c);
 	while (c->conn && !PQisBusy(c->conn)) {
 		if (c->state == PGC_IDLE || c->state == PGC_WAITING)
 			break; /* nothing in progress: input was a notice or EOF */

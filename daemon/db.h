@@ -48,6 +48,12 @@ struct db_pool_settings {
 	int reconnect_max_ms;
 	int statement_timeout_ms;
 	int schema_version;       /* the version this daemon was built for */
+	/* Optional: every connection LISTENs on this channel, and each
+	 * notification's payload is passed to notify(). A notification may
+	 * come once per connection: treat it as a wake-up, not a message. */
+	const char *listen_channel;
+	void (*notify)(void *arg, const char *payload);
+	void *notify_arg;
 };
 
 struct db_pool_stats {

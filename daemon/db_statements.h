@@ -21,6 +21,17 @@
 	"s.capacity - s.reserved_capacity - s.public_booked, s.emergency_booked, "      \
 	"s.released_at IS NOT NULL, s.status = 'cancelled', s.reserved_initial"
 
+/* The columns every statement returning referrals yields, in the order
+ * referral_from_row() reads them (from the view referral_wire w). */
+#define REFERRAL_COLS                                                           \
+	"w.referral_id, w.direction, w.state, w.urgency, w.patient_id, "          \
+	"w.from_institution, w.from_department, w.from_practitioner, w.to_institution, " \
+	"w.to_department, w.diagnosis, w.reason, w.care_plan, w.follow_up_due, "  \
+	"w.booking_id, w.session_id, w.redirected_from, w.redirected_to, "        \
+	"w.closes_referral, w.created_epoch, w.state_changed_epoch, w.version, "  \
+	"w.escalated, w.follow_up_overdue, w.patient_display, w.booking_status, " \
+	"w.slot_starts_epoch, w.urgency_rank, w.created_micros"
+
 /* X(ENUM_SUFFIX, number of parameters, SQL) */
 #define DB_STATEMENTS(X)                                                        \
 	X(TERMINAL_LOOKUP, 2,                                                   \
@@ -68,7 +79,51 @@
 	  " AND (lower(b.period), b.booking_id) > (to_timestamp($6::bigint), $7::uuid)" \
 	  " ORDER BY lower(b.period), b.booking_id LIMIT $8::integer")          \
 	X(RELEASE_DUE, 1,                                                       \
-	  "SELECT community_id, session_id, released_count FROM release_due($1::integer)")
+	  "SELECT community_id, session_id, released_count FROM release_due($1::integer)") \
+	X(REFER_UP, 15,                                                         \
+	  "SELECT m.outcome, coalesce(m.detail, ''), m.replayed, " REFERRAL_COLS  \
+	  " FROM refer_up($1, $2, $3, $4, $5::uuid, $6, $7, $8, $9, $10::referral_urgency, " \
+	  "$11::bigint, $12, $13::boolean, $14::boolean, $15) m"                   \
+	  " LEFT JOIN LATERAL referral_wire_of($1, m.referral_id) w ON true")      \
+	X(REFER_DOWN, 13,                                                       \
+	  "SELECT m.outcome, coalesce(m.detail, ''), m.replayed, " REFERRAL_COLS  \
+	  " FROM refer_down($1, $2, $3, $4, $5::uuid, $6, $7, $8, $9, $10, $11::date, " \
+	  "$12::uuid, $13) m LEFT JOIN LATERAL referral_wire_of($1, m.referral_id) w ON true") \
+	X(REFERRAL_ACT, 12,                                                     \
+	  "SELECT " REFERRAL_COLS " FROM referral_act($1, $2, $3, $4, $5, $6::uuid, $7, $8, " \
+	  "$9::integer, $10::bigint, $11, $12) a, LATERAL referral_wire_of($1, a.referral_id) w") \
+	X(GET_REFERRAL, 3,                                                      \
+	  "SELECT " REFERRAL_COLS " FROM referral_wire w WHERE w.community_id = $1" \
+	  " AND w.referral_id = $2::uuid AND ($3 = '' OR w.from_institution = $3 OR w.to_institution = $3)") \
+	X(WORKLIST, 12,                                                         \
+	  "SELECT " REFERRAL_COLS " FROM referral_wire w WHERE w.community_id = $1" \
+	  " AND ($2 = '' OR w.from_institution = $2 OR w.to_institution = $2)"  \
+	  " AND CASE $3 WHEN '' THEN w.state NOT IN ('rejected', 'redirected', 'returned', " \
+	  "  'declined', 'cancelled', 'no_show', 'completed') WHEN 'all' THEN true ELSE w.state = $3 END" \
+	  " AND ($4 = '' OR w.direction = $4) AND ($5 = '' OR w.to_department = $5)" \
+	  " AND w.created_at <= now() - make_interval(mins => $6::integer)"    \
+	  " AND (NOT $7::boolean OR w.escalated) AND ($8 = '' OR w.patient_id::text = $8)" \
+	  " AND (w.urgency_rank, w.created_micros, w.referral_id) < ($9::integer, $10::bigint, $11::uuid)" \
+	  " ORDER BY w.urgency_rank DESC, w.created_micros DESC, w.referral_id DESC LIMIT $12::integer") \
+	X(REFERRAL_HISTORY, 3,                                                  \
+	  "SELECT h.seq, extract(epoch FROM h.at)::bigint, h.action, coalesce(h.from_state::text, ''), " \
+	  "h.to_state, coalesce(h.terminal_id, ''), h.role, coalesce(h.institution_id, ''), " \
+	  "coalesce(h.practitioner_id, ''), coalesce(h.reason, ''), coalesce(h.booking_id::text, ''), " \
+	  "(extract(epoch FROM h.at) * 1000000)::bigint "                       \
+	  "FROM referrals r JOIN referral_history h USING (community_id, referral_id) " \
+	  "WHERE r.community_id = $1 AND r.referral_id = $2::uuid"              \
+	  " AND ($3 = '' OR r.from_institution = $3 OR r.to_institution = $3) ORDER BY h.seq") \
+	X(EVENTS_SINCE, 4,                                                      \
+	  "SELECT c.last_seq, e.seq, extract(epoch FROM e.at)::bigint, e.kind, "  \
+	  "coalesce(e.referral_id::text, ''), coalesce(e.booking_id::text, ''), " \
+	  "coalesce(e.from_institution, ''), coalesce(e.to_institution, ''), "   \
+	  "coalesce(e.state, ''), coalesce(e.detail, '') "                       \
+	  "FROM (SELECT coalesce((SELECT x.last_seq FROM event_counters x WHERE x.community_id = $1), 0)" \
+	  " AS last_seq) c LEFT JOIN LATERAL (SELECT * FROM events e WHERE e.community_id = $1" \
+	  " AND e.seq > $3::bigint AND ($2 = '' OR e.from_institution = $2 OR e.to_institution = $2)" \
+	  " ORDER BY e.seq LIMIT $4::integer) e ON true")                        \
+	X(REFERRAL_HOUSEKEEPING, 1,                                             \
+	  "SELECT community_id, referral_id, what FROM referral_housekeeping($1::integer)")
 
 enum db_stmt {
 #define X(name, nparams, sql) DB_STMT_##name,

@@ -28,6 +28,15 @@ const struct route routes[] = {
 	R(CANCEL_BOOKING, "cancel_booking", handle_cancel_booking, CLINIC | DESK | ADMIN),
 	R(EMERGENCY_BOOK, "emergency_book", handle_emergency_book, DESK),
 	R(LIST_BOOKINGS, "list_bookings", handle_list_bookings, CLINIC | DESK | MONITOR | ADMIN),
+	/* Referrals: who may move which referral (the receiving or referring
+	 * side) is decided per action by the state machine in the database. */
+	R(REFER_UP, "refer_up", handle_refer_up, CLINIC),
+	R(REFER_DOWN, "refer_down", handle_refer_down, DESK),
+	R(REFERRAL_ACTION, "referral_action", handle_referral_action, CLINIC | DESK | ADMIN),
+	R(GET_REFERRAL, "get_referral", handle_get_referral, CLINIC | DESK | BILLING | MONITOR | ADMIN),
+	R(WORKLIST, "worklist", handle_worklist, CLINIC | DESK | BILLING | MONITOR | ADMIN),
+	R(HISTORY, "history", handle_history, CLINIC | DESK | BILLING | MONITOR | ADMIN),
+	R(SUBSCRIBE, "subscribe", handle_subscribe, CLINIC | DESK | BILLING | MONITOR | ADMIN),
 };
 const unsigned routes_count = sizeof routes / sizeof routes[0];
 

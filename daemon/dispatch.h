@@ -43,5 +43,12 @@ void handle_book(struct request *req);
 void handle_cancel_booking(struct request *req);
 void handle_emergency_book(struct request *req);
 void handle_list_bookings(struct request *req);
+void handle_refer_up(struct request *req);
+void handle_refer_down(struct request *req);
+void handle_referral_action(struct request *req);
+void handle_get_referral(struct request *req);
+void handle_worklist(struct request *req);
+void handle_history(struct request *req);
+void handle_subscribe(struct request *req); /* events.c */
 
 #endif

@@ -34,6 +34,7 @@ static const struct {
 	{ "closed", REFERRAL__ERROR_CODE__FAILED_PRECONDITION, "session_id" },
 	{ "patient_conflict", REFERRAL__ERROR_CODE__CONFLICT, "patient_id" },
 	{ "not_found", REFERRAL__ERROR_CODE__NOT_FOUND, "session_id" },
+	{ "bad_referral", REFERRAL__ERROR_CODE__FAILED_PRECONDITION, "referral_id" },
 	{ "key_conflict", REFERRAL__ERROR_CODE__CONFLICT, "idempotency_key" },
 };
 
@@ -147,14 +148,6 @@ static void booking_cancelled(void *arg, const struct db_result *r)
 	request_reply(req, &resp);
 }
 
-/* Clinics and desks see their own institution's bookings; admins all. */
-static const char *booking_scope(const struct request *req)
-{
-	const struct identity *id = request_identity(req);
-	return id->role == REFERRAL__ROLE__ROLE_ADMIN || id->role == REFERRAL__ROLE__ROLE_MONITOR
-		       ? "" : id->institution_id;
-}
-
 void handle_cancel_booking(struct request *req)
 {
 	const Referral__CancelBooking *c = req->msg->cancel_booking;
@@ -167,7 +160,7 @@ void handle_cancel_booking(struct request *req)
 	struct db_params q = { 0 };
 	param_str(&q, id->community_id);
 	param_str(&q, id->terminal_id);
-	param_str(&q, booking_scope(req));
+	param_str(&q, request_scope(req));
 	param_str(&q, c->booking_id);
 	param_str(&q, c->reason);
 	request_db(req, DB_STMT_CANCEL_BOOKING, &q, booking_cancelled);
@@ -290,7 +283,7 @@ void handle_list_bookings(struct request *req)
 	}
 	struct db_params q = { 0 };
 	param_str(&q, id->community_id);
-	param_str(&q, booking_scope(req));
+	param_str(&q, request_scope(req));
 	param_i64(&q, l->session_id);
 	param_str(&q, l->patient_id);
 	param_bool(&q, l->include_cancelled);

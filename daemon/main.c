@@ -23,6 +23,7 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
+#include "events.h"
 #include "release.h"
 #include "server.h"
 #include "token.h"
@@ -192,6 +193,7 @@ static void reload(struct server *srv)
 	db_pool_set_limits(srv->db, srv->cfg.db_queue_max, srv->cfg.db_queue_timeout_ms,
 			   srv->cfg.db_reconnect_max_ms);
 	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
+	event_hub_set_poll(srv->events, srv->cfg.events_poll_ms);
 	for (struct conn *c = srv->conns; c; c = c->next)
 		conn_apply_settings(c);
 	log_info("configuration reloaded");
@@ -347,6 +349,13 @@ static int start_watchdog(struct server *srv)
 	return 0;
 }
 
+/* The pool heard NOTIFY referral_events: the payload is the community. */
+static void notified(void *arg, const char *payload)
+{
+	struct server *srv = arg;
+	event_hub_notify(srv->events, payload);
+}
+
 static int setup(struct server *srv)
 {
 	srv->base = event_base_new();
@@ -368,8 +377,12 @@ static int setup(struct server *srv)
 		.reconnect_max_ms = srv->cfg.db_reconnect_max_ms,
 		.statement_timeout_ms = srv->cfg.db_statement_timeout_ms,
 		.schema_version = srv->schema_version,
+		.listen_channel = EVENTS_CHANNEL,
+		.notify = notified,
+		.notify_arg = srv,
 	};
-	srv->db = db_pool_new(srv->base, &ps);
+	srv->events = event_hub_new(srv, srv->cfg.events_poll_ms);
+	srv->db = srv->events ? db_pool_new(srv->base, &ps) : NULL;
 	if (!srv->db)
 		return -1;
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
@@ -387,6 +400,7 @@ static void teardown(struct server *srv)
 	/* Answers what is still waiting on the database; their connections
 	 * are closed, so nothing is sent, and the reaper frees them. */
 	db_pool_free(srv->db);
+	event_hub_free(srv->events);
 	conn_reap(srv);
 	for (int i = 0; i < 3; i++)
 		if (srv->signals[i])

@@ -4,6 +4,9 @@
  * is done by release_due() in the database, which makes each release happen
  * exactly once however many daemons run it; the timer only asks regularly,
  * so a daemon that was down catches up on its first turn.
+ *
+ * The same timer runs the referral housekeeping of referral_housekeeping():
+ * no-shows, escalation flags and overdue follow-ups, each also exactly once.
  */
 #ifndef REFERRALD_RELEASE_H
 #define REFERRALD_RELEASE_H

@@ -45,4 +45,14 @@ static inline const struct identity *request_identity(const struct request *req)
 	return &req->conn->ident;
 }
 
+/* The institution whose data the caller may see, or "" for the whole
+ * community (administrators and monitoring). Every statement that reads or
+ * changes institution data takes it as a parameter. */
+static inline const char *request_scope(const struct request *req)
+{
+	const struct identity *id = request_identity(req);
+	return id->role == REFERRAL__ROLE__ROLE_ADMIN || id->role == REFERRAL__ROLE__ROLE_MONITOR
+		       ? "" : id->institution_id;
+}
+
 #endif

@@ -29,6 +29,7 @@ struct server {
 	int bound_port;
 	struct db_pool *db;
 	struct release_timer *release;
+	struct event_hub *events;
 	int schema_version;
 
 	struct conn *conns;         /* doubly linked list of live connections */

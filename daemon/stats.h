@@ -19,7 +19,8 @@
 	X(frames_malformed, "frames that were not a valid Request")            \
 	X(frames_too_large, "frames whose length exceeded max_frame_bytes")    \
 	X(timeouts_handshake, "connections closed for not completing Hello")   \
-	X(timeouts_idle, "connections closed for being idle")
+	X(timeouts_idle, "connections closed for being idle")                  \
+	X(events_pushed, "events pushed to subscribers")
 
 struct server_stats {
 #define X(field, help) unsigned long long field;

@@ -300,8 +300,14 @@ LANGUAGE sql STABLE AS $$
      LIMIT 1
 $$;
 
+-- Why p_referral may not back a booking of p_patient in session s, or NULL
+-- when it may. Referrals arrive in 003, which replaces this placeholder.
+CREATE FUNCTION booking_referral_problem(p_community text, p_referral uuid, p_patient uuid,
+                                         s sessions, p_emergency boolean) RETURNS text
+LANGUAGE sql STABLE AS $$ SELECT NULL::text $$;
+
 -- Outcomes: booked, full, not_permitted, closed, patient_conflict, not_found,
--- key_conflict. p_pool: 'auto' (family doctors: reserved; others: public),
+-- bad_referral, key_conflict. p_pool: 'auto' (family doctors: reserved; others: public),
 -- 'reserved', 'public'. p_fallback: a reserved request may take a public unit.
 CREATE FUNCTION book_slot(
     p_community text, p_terminal text, p_institution text, p_role terminal_role,
@@ -369,6 +375,11 @@ BEGIN
             v_outcome := 'patient_conflict';
             v_detail := format('patient already holds booking %s in this or an overlapping session', v_other);
             v_booking := v_other;
+        ELSIF p_referral IS NOT NULL THEN
+            v_detail := booking_referral_problem(p_community, p_referral, p_patient, s, false);
+            IF v_detail IS NOT NULL THEN
+                v_outcome := 'bad_referral';
+            END IF;
         END IF;
     END IF;
 
@@ -485,6 +496,7 @@ DECLARE
     s sessions;
     v_booking uuid;
     v_other uuid;
+    v_detail text;
 BEGIN
     IF coalesce(p_reason, '') = '' THEN
         RAISE EXCEPTION 'an emergency booking needs a reason' USING ERRCODE = 'RINVA', COLUMN = 'reason';
@@ -504,6 +516,10 @@ BEGIN
     IF v_other IS NOT NULL THEN
         RAISE EXCEPTION 'patient already holds booking % in this or an overlapping session', v_other
             USING ERRCODE = 'RCONF', COLUMN = 'patient_id';
+    END IF;
+    v_detail := booking_referral_problem(p_community, p_referral, p_patient, s, true);
+    IF v_detail IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_detail USING ERRCODE = 'RSTAT', COLUMN = 'referral_id';
     END IF;
     INSERT INTO bookings (community_id, session_id, patient_id, pool, kind, period,
                           booked_by_terminal, booked_by_institution, referral_id, emergency_reason)
