@@ -25,6 +25,7 @@ psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 if [[ $(psql_q -tAc "SELECT count(*) FROM communities WHERE community_id = 'demo-county'") == 0 ]]; then
 	psql_q -f sql/demo/demo_community.sql
 	psql_q -f sql/demo/demo_sessions.sql >/dev/null
+	psql_q -f sql/demo/demo_referrals.sql >/dev/null
 fi
 
 # One terminal per role, each with a token generated once and kept in
@@ -67,8 +68,12 @@ referrald demo: community demo-county (Henan rules, 40% reserved floor)
 Try it in another terminal:
   . .demo/credentials/ops-monitor.env && build/referralctl status
   . .demo/credentials/clinic-dongcun.env && build/referralctl sessions --kind expert
-  build/referralctl book --session 1 --patient 00000000-0000-4000-8000-000000000001
+  build/referralctl book --session 1 --patient 00000000-0000-4000-8000-000000000005
   build/referralctl bookings
+  build/referralctl refer up --patient 00000000-0000-4000-8000-000000000002 \\
+      --to county-hospital --department cardiology --diagnosis I10 --reason "BP uncontrolled"
+  . .demo/credentials/desk-county.env && build/referralctl worklist
+  build/referralctl watch      # live events; refer or accept from another terminal
 Other terminals: $(cd "$creds" && ls | sed 's/\.env$//' | tr '\n' ' ')
 Ctrl-C stops the daemon and the database.
 
