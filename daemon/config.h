@@ -16,6 +16,9 @@ struct config {
 	char *listen_addr;
 	int listen_port;
 	char *port_file;
+	char *admin_addr;
+	int admin_port;
+	char *admin_port_file;
 	char *db_dsn;
 	int db_pool_size;
 	int db_queue_max;

@@ -23,6 +23,8 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
+#include "admin_http.h"
+#include "port_file.h"
 #include "events.h"
 #include "release.h"
 #include "server.h"
@@ -232,19 +234,6 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	log_error("accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
-static int write_port_file(const char *path, int port)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		return -1;
-	fprintf(f, "%d\n", port);
-	if (fclose(f) != 0)
-		return -1;
-	return rename(tmp, path);
-}
-
 /* Socket activation: systemd passes the listening socket as fd 3 and keeps
  * the port across restarts. Returns the fd, or -1 when not activated. */
 static int activated_socket(void)
@@ -388,7 +377,11 @@ static int setup(struct server *srv)
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
 	if (!srv->release || start_watchdog(srv) < 0)
 		return -1;
-	return start_listening(srv);
+	if (start_listening(srv) < 0)
+		return -1;
+	int failed;
+	srv->admin = admin_http_start(srv, &failed);
+	return failed ? -1 : 0;
 }
 
 static void teardown(struct server *srv)
@@ -399,6 +392,7 @@ static void teardown(struct server *srv)
 	release_timer_free(srv->release);
 	/* Answers what is still waiting on the database; their connections
 	 * are closed, so nothing is sent, and the reaper frees them. */
+	admin_http_free(srv->admin);
 	db_pool_free(srv->db);
 	event_hub_free(srv->events);
 	conn_reap(srv);

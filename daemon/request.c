@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db.h"
 #include "db_params.h"
@@ -22,8 +23,20 @@ static void request_free(struct request *req)
 	conn_request_done(c);
 }
 
+static void observe(struct request *req, const Referral__Response *resp)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	long long now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	int route = req->route ? (int)(req->route - routes) : -1;
+	metrics_observe(&req->srv->metrics, route,
+			resp->error ? resp->error->code : REFERRAL__ERROR_CODE__ERROR_NONE,
+			(double)(now - req->started_ns) / 1e9);
+}
+
 void request_reply(struct request *req, Referral__Response *resp)
 {
+	observe(req, resp);
 	resp->request_id = req->id;
 	req->srv->stats.requests_total++;
 	if (resp->error)

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "stats.h"
 
 struct event_base;
@@ -30,6 +31,8 @@ struct server {
 	struct db_pool *db;
 	struct release_timer *release;
 	struct event_hub *events;
+	struct admin_http *admin;
+	int admin_bound_port;
 	int schema_version;
 
 	struct conn *conns;         /* doubly linked list of live connections */
@@ -46,6 +49,7 @@ struct server {
 
 	time_t started_at;
 	struct server_stats stats;
+	struct metrics metrics;
 };
 
 /* Stops accepting, answers frames still to come UNAVAILABLE, and exits the

@@ -19,6 +19,7 @@ PACKAGES=(
 	libcmocka-dev           # unit tests
 	postgresql-15 postgresql-client-15      # the database, and private test clusters
 	python3 python3-protobuf protobuf-compiler  # interoperability and integration tests
+	python3-prometheus-client  # parses /metrics in the monitoring tests
 	procps psmisc           # pkill/ps in test harnesses
 	systemd dpkg-dev file man-db   # packaging tests: systemd-analyze, dpkg-shlibdeps, man -l
 )

@@ -18,6 +18,7 @@ Only the standard library and google.protobuf are used.
 
 import contextlib
 import ctypes
+import http.client
 import os
 import queue
 import re
@@ -398,6 +399,7 @@ class Daemon:
     DEFAULTS = {
         "listen_addr": "127.0.0.1",
         "listen_port": "0",
+        "admin_port": "0",
         "db_pool_size": "2",
         "log_level": "debug",
     }
@@ -405,12 +407,14 @@ class Daemon:
     def __init__(self, dsn, settings=None, config_text=None, name="referrald"):
         self.dir = scratch_dir(name)
         self.port_file = os.path.join(self.dir, "port")
+        self.admin_port_file = os.path.join(self.dir, "admin_port")
         self.log_path = os.path.join(self.dir, "referrald.log")
         self.config_path = None
         if config_text is not None:
             self.config_path = os.path.join(self.dir, "referrald.conf")
             self.write_config(config_text)
-        merged = dict(self.DEFAULTS, port_file=self.port_file, db_dsn=dsn)
+        merged = dict(self.DEFAULTS, port_file=self.port_file,
+                      admin_port_file=self.admin_port_file, db_dsn=dsn)
         merged.update(settings or {})
         self.settings = {k: v for k, v in merged.items() if v is not None}
         self.proc = None
@@ -459,6 +463,23 @@ class Daemon:
         with open(self.port_file) as f:
             self.port = int(f.read().strip())
         return self
+
+    @property
+    def admin_port(self):
+        """The admin HTTP endpoint's port (written just after the client port)."""
+        wait_for(lambda: os.path.exists(self.admin_port_file), 5, what="the admin port file")
+        with open(self.admin_port_file) as f:
+            return int(f.read().strip())
+
+    def http_get(self, path, method="GET"):
+        """(status, headers, body text) of a request to the admin endpoint."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read().decode()
+        finally:
+            conn.close()
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

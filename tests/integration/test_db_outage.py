@@ -49,6 +49,11 @@ class DatabaseOutageTest(harness.IntegrationCase):
             st = self.status_until(mon, "down")
             self.assertEqual(st.db_connections_up, 0)
             self.assertNotEqual(st.database_error, "", "status says why the database is down")
+            # The admin endpoint says so, in one line with the reason.
+            code, _, body = self.daemon.http_get("/healthz")
+            self.assertEqual(code, 503, body)
+            self.assertTrue(body.startswith("database unavailable: "), body)
+            self.assertEqual(len(body.strip().splitlines()), 1, body)
             # Answered from memory while the database is away.
             self.assertOk(mon.ping(b"still"), "ping")
             # Hello needs the database: a typed, retryable refusal, and the
@@ -66,6 +71,8 @@ class DatabaseOutageTest(harness.IntegrationCase):
         st = self.status_until(mon, "up")
         self.assertEqual(st.db_connections_up, st.db_connections_total)
         self.assertEqual(st.database_error, "")
+        code, _, body = self.daemon.http_get("/healthz")
+        self.assertEqual(code, 200, body)
         resp = waiting.hello(self.community["clinic"])   # same connection, retried
         self.assertOk(resp, "hello")
         self.assertEqual(resp.hello.practitioner_id, "fd-a")

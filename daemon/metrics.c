@@ -1,0 +1,153 @@
+/* metrics.c: see metrics.h. Names follow the Prometheus conventions: a
+ * referrald_ prefix, base units (seconds), counters ending in _total. */
+#include "metrics.h"
+
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "conn.h"
+#include "db.h"
+#include "dispatch.h"
+#include "server.h"
+#include "wire.h"
+
+static const double bucket_bounds[] = {
+#define X(le) le,
+	METRICS_BUCKETS(X)
+#undef X
+};
+
+void metrics_observe(struct metrics *m, int route_index, Referral__ErrorCode code,
+		     double seconds)
+{
+	if (route_index < 0 || route_index >= METRICS_MAX_ROUTES)
+		route_index = METRICS_MAX_ROUTES;
+	struct request_metrics *r = &m->routes[route_index];
+	r->by_code[(unsigned)code < METRICS_N_CODES ? (unsigned)code : 0]++;
+	r->count++;
+	r->sum_seconds += seconds;
+	for (int b = 0; b < METRICS_N_BUCKETS; b++) {
+		if (seconds <= bucket_bounds[b]) {
+			r->buckets[b]++;
+			break;
+		}
+	}
+}
+
+static const char *route_label(unsigned i)
+{
+	return i < routes_count ? routes[i].name : "unknown";
+}
+
+static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_requests(struct server *srv, struct evbuffer *out)
+{
+	const struct metrics *m = &srv->metrics;
+	header(out, "referrald_requests_total", "counter",
+	       "Requests answered, by request type and outcome (ok or the error code).");
+	for (unsigned i = 0; i <= METRICS_MAX_ROUTES; i++)
+		for (unsigned c = 0; c < METRICS_N_CODES; c++)
+			if (m->routes[i].by_code[c])
+				evbuffer_add_printf(out, "referrald_requests_total{type=\"%s\",code=\"%s\"} %llu\n",
+						    route_label(i),
+						    c == 0 ? "ok" : wire_error_code_name((Referral__ErrorCode)c),
+						    m->routes[i].by_code[c]);
+	header(out, "referrald_request_duration_seconds", "histogram",
+	       "Time from a request's arrival to its answer being queued, by request type.");
+	for (unsigned i = 0; i <= METRICS_MAX_ROUTES; i++) {
+		const struct request_metrics *r = &m->routes[i];
+		if (r->count == 0)
+			continue;
+		unsigned long long cum = 0;
+		for (int b = 0; b < METRICS_N_BUCKETS; b++) {
+			cum += r->buckets[b];
+			evbuffer_add_printf(out, "referrald_request_duration_seconds_bucket{type=\"%s\",le=\"%g\"} %llu\n",
+					    route_label(i), bucket_bounds[b], cum);
+		}
+		evbuffer_add_printf(out,
+				    "referrald_request_duration_seconds_bucket{type=\"%s\",le=\"+Inf\"} %llu\n"
+				    "referrald_request_duration_seconds_sum{type=\"%s\"} %.9f\n"
+				    "referrald_request_duration_seconds_count{type=\"%s\"} %llu\n",
+				    route_label(i), r->count, route_label(i), r->sum_seconds,
+				    route_label(i), r->count);
+	}
+}
+
+/* The daemon's own counters (stats.h), except the two that
+ * referrald_requests_total already breaks down. */
+static void render_counters(struct server *srv, struct evbuffer *out)
+{
+#define X(field, help)                                                                    \
+	if (strcmp(#field, "requests_total") != 0 && strcmp(#field, "errors_total") != 0) { \
+		header(out, "referrald_" #field "_total", "counter", help);               \
+		evbuffer_add_printf(out, "referrald_" #field "_total %llu\n", srv->stats.field); \
+	}
+	SERVER_COUNTERS(X)
+#undef X
+}
+
+static void gauge(struct evbuffer *out, const char *name, const char *help, double value)
+{
+	header(out, name, "gauge", help);
+	evbuffer_add_printf(out, "%s %.17g\n", name, value);
+}
+
+static void render_connections(struct server *srv, struct evbuffer *out)
+{
+	unsigned by_role[8] = { 0 };
+	unsigned handshaking = 0;
+	for (const struct conn *c = srv->conns; c; c = c->next) {
+		if (c->state == CONN_READY && (unsigned)c->ident.role < 8)
+			by_role[c->ident.role]++;
+		else
+			handshaking++;
+	}
+	header(out, "referrald_connections", "gauge",
+	       "Open client connections, by role (none: not yet authenticated).");
+	evbuffer_add_printf(out, "referrald_connections{role=\"none\"} %u\n", handshaking);
+	for (int r = REFERRAL__ROLE__ROLE_CLINIC; r <= REFERRAL__ROLE__ROLE_ADMIN; r++)
+		evbuffer_add_printf(out, "referrald_connections{role=\"%s\"} %u\n",
+				    wire_role_name((Referral__Role)r), by_role[r]);
+	gauge(out, "referrald_requests_in_flight", "Requests being processed.", srv->inflight);
+}
+
+static void render_database(struct server *srv, struct evbuffer *out)
+{
+	struct db_pool_stats st;
+	db_pool_get_stats(srv->db, &st);
+	gauge(out, "referrald_db_connections", "Configured PostgreSQL connections.",
+	      st.connections_total);
+	gauge(out, "referrald_db_connections_up", "PostgreSQL connections ready for work.",
+	      st.connections_up);
+	gauge(out, "referrald_db_connections_busy", "PostgreSQL connections running a statement.",
+	      st.busy);
+	gauge(out, "referrald_db_queue_length", "Requests waiting for a database connection.",
+	      st.queue_length);
+	header(out, "referrald_db_queries_total", "counter", "Statements sent to PostgreSQL.");
+	evbuffer_add_printf(out, "referrald_db_queries_total %llu\n", st.queries_total);
+	header(out, "referrald_db_unavailable_total", "counter",
+	       "Statements answered unavailable (no connection, queue timeout, connection lost).");
+	evbuffer_add_printf(out, "referrald_db_unavailable_total %llu\n", st.failures_total);
+	header(out, "referrald_db_connects_total", "counter", "Connection attempts to PostgreSQL.");
+	evbuffer_add_printf(out, "referrald_db_connects_total %llu\n", st.reconnects_total);
+}
+
+void metrics_render(struct server *srv, struct evbuffer *out)
+{
+	header(out, "referrald_build_info", "gauge", "Always 1; the labels say what runs.");
+	evbuffer_add_printf(out, "referrald_build_info{version=\"%s\",schema=\"%d\"} 1\n",
+			    REFERRALD_VERSION, srv->schema_version);
+	gauge(out, "referrald_start_time_seconds", "When the daemon started, Unix seconds.",
+	      (double)srv->started_at);
+	gauge(out, "referrald_draining", "1 while shutting down.", srv->draining);
+	render_requests(srv, out);
+	render_counters(srv, out);
+	render_connections(srv, out);
+	render_database(srv, out);
+}
