@@ -25,6 +25,7 @@ struct rc_client {
 	int fd;
 	uint64_t next_id;
 	struct evbuffer *in;
+	int timed_out;   /* the last rc_recv() ran out of time, nothing worse */
 };
 
 static long long now_ms(void)
@@ -104,6 +105,8 @@ void rc_close(struct rc_client *c)
 
 int rc_fd(const struct rc_client *c) { return c->fd; }
 
+int rc_timed_out(const struct rc_client *c) { return c->timed_out; }
+
 int rc_send(struct rc_client *c, Referral__Request *req, char *err, size_t errlen)
 {
 	if (req->request_id == 0)
@@ -134,6 +137,7 @@ int rc_send(struct rc_client *c, Referral__Request *req, char *err, size_t errle
 Referral__Response *rc_recv(struct rc_client *c, int timeout_ms, char *err, size_t errlen)
 {
 	long long deadline = now_ms() + timeout_ms;
+	c->timed_out = 0;
 	for (;;) {
 		const uint8_t *body;
 		uint32_t len;
@@ -151,8 +155,10 @@ Referral__Response *rc_recv(struct rc_client *c, int timeout_ms, char *err, size
 			return NULL;
 		}
 		long long left = deadline - now_ms();
-		if (left <= 0 || wait_fd(c->fd, POLLIN, (int)left) <= 0) {
+		int ready = left > 0 ? wait_fd(c->fd, POLLIN, (int)left) : 0;
+		if (ready <= 0) {
 			snprintf(err, errlen, "timed out waiting for the server");
+			c->timed_out = ready == 0;
 			return NULL;
 		}
 		int n = evbuffer_read(c->in, c->fd, 65536);

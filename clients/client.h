@@ -26,6 +26,9 @@ int rc_send(struct rc_client *c, Referral__Request *req, char *err, size_t errle
 /* Receives the next response (free with referral__response__free_unpacked).
  * NULL on timeout, closed connection or malformed input, with err set. */
 Referral__Response *rc_recv(struct rc_client *c, int timeout_ms, char *err, size_t errlen);
+/* 1 when the last rc_recv() returned NULL only because its timeout ran out:
+ * the connection is still good, and a listener may simply wait again. */
+int rc_timed_out(const struct rc_client *c);
 /* Sends and waits for the response carrying the same id. */
 Referral__Response *rc_call(struct rc_client *c, Referral__Request *req, int timeout_ms,
 			    char *err, size_t errlen);

@@ -16,4 +16,18 @@ int cmd_cancel(struct ctl *ctl, int argc, char **argv);
 int cmd_overbook(struct ctl *ctl, int argc, char **argv);
 int cmd_bookings(struct ctl *ctl, int argc, char **argv);
 
+int cmd_refer(struct ctl *ctl, int argc, char **argv);
+int cmd_worklist(struct ctl *ctl, int argc, char **argv);
+int cmd_referral(struct ctl *ctl, int argc, char **argv);
+int cmd_history(struct ctl *ctl, int argc, char **argv);
+int cmd_watch(struct ctl *ctl, int argc, char **argv);
+
+/* Shared by the command files (defined in ctl_slots.c). */
+/* Prints "referralctl CMD: MSG" on stderr; returns CTL_ERR_USAGE. */
+int ctl_usage_error(const char *cmd, const char *msg);
+/* "auto", "reserved" or "public"; -1 after a usage message otherwise. */
+int ctl_parse_pool(const char *cmd, const char *s, Referral__Pool *out);
+/* Writes a fresh idempotency key into buf and returns buf. */
+char *ctl_fresh_key(char *buf, size_t len);
+
 #endif

@@ -49,10 +49,32 @@ static int parse_time(const char *s, int64_t *out)
 	return 0;
 }
 
-static int usage_error(const char *cmd, const char *msg)
+int ctl_usage_error(const char *cmd, const char *msg)
 {
 	fprintf(stderr, "referralctl %s: %s\n", cmd, msg);
 	return CTL_ERR_USAGE;
+}
+
+int ctl_parse_pool(const char *cmd, const char *s, Referral__Pool *out)
+{
+	if (strcmp(s, "auto") == 0)
+		*out = REFERRAL__POOL__POOL_AUTO;
+	else if (strcmp(s, "reserved") == 0)
+		*out = REFERRAL__POOL__POOL_RESERVED;
+	else if (strcmp(s, "public") == 0)
+		*out = REFERRAL__POOL__POOL_PUBLIC;
+	else {
+		ctl_usage_error(cmd, "--pool is auto, reserved or public");
+		return -1;
+	}
+	return 0;
+}
+
+/* A one-off command: a fresh key. Scripts that retry pass --key. */
+char *ctl_fresh_key(char *buf, size_t len)
+{
+	snprintf(buf, len, "ctl-%lld-%d-%ld", (long long)time(NULL), (int)getpid(), random());
+	return buf;
 }
 
 int cmd_sessions(struct ctl *ctl, int argc, char **argv)
@@ -168,7 +190,7 @@ int cmd_publish(struct ctl *ctl, int argc, char **argv)
 		case 't':
 			/* "08:00-12:00" */
 			if (sscanf(optarg, "%5[0-9:]-%5[0-9:]", start_time, end_time) != 2)
-				return usage_error("publish", "--time wants HH:MM-HH:MM");
+				return ctl_usage_error("publish", "--time wants HH:MM-HH:MM");
 			w.start_time = start_time;
 			w.end_time = end_time;
 			break;
@@ -177,11 +199,11 @@ int cmd_publish(struct ctl *ctl, int argc, char **argv)
 	}
 	if (weekly) {
 		if (!w.first_date[0] || !w.start_time[0] || w.weeks == 0)
-			return usage_error("publish", "--weekly needs --from-date, --weeks and --time");
+			return ctl_usage_error("publish", "--weekly needs --from-date, --weeks and --time");
 		p.weekly = &w;
 	} else {
 		if (!have_start || !have_end)
-			return usage_error("publish", "give --start and --end, or --weekly");
+			return ctl_usage_error("publish", "give --start and --end, or --weekly");
 		p.n_times = 1;
 		p.times = &tp;
 	}
@@ -194,7 +216,7 @@ int cmd_publish(struct ctl *ctl, int argc, char **argv)
 int cmd_capacity(struct ctl *ctl, int argc, char **argv)
 {
 	if (argc != 3)
-		return usage_error("capacity", "usage: capacity SESSION_ID NEW_CAPACITY");
+		return ctl_usage_error("capacity", "usage: capacity SESSION_ID NEW_CAPACITY");
 	Referral__ChangeCapacity c = REFERRAL__CHANGE_CAPACITY__INIT;
 	c.session_id = atoll(argv[1]);
 	c.capacity = (uint32_t)atoi(argv[2]);
@@ -207,7 +229,7 @@ int cmd_capacity(struct ctl *ctl, int argc, char **argv)
 int cmd_cancel_session(struct ctl *ctl, int argc, char **argv)
 {
 	if (argc != 3)
-		return usage_error("cancel-session", "usage: cancel-session SESSION_ID REASON");
+		return ctl_usage_error("cancel-session", "usage: cancel-session SESSION_ID REASON");
 	Referral__CancelSession c = REFERRAL__CANCEL_SESSION__INIT;
 	c.session_id = atoll(argv[1]);
 	c.reason = argv[2];
@@ -236,14 +258,7 @@ int cmd_book(struct ctl *ctl, int argc, char **argv)
 		switch (ch) {
 		case 's': b.session_id = atoll(optarg); break;
 		case 'p': b.patient_id = optarg; break;
-		case 'o':
-			if (strcmp(optarg, "reserved") == 0)
-				b.pool = REFERRAL__POOL__POOL_RESERVED;
-			else if (strcmp(optarg, "public") == 0)
-				b.pool = REFERRAL__POOL__POOL_PUBLIC;
-			else if (strcmp(optarg, "auto") != 0)
-				return usage_error("book", "--pool is auto, reserved or public");
-			break;
+		case 'o': if (ctl_parse_pool("book", optarg, &b.pool) < 0) return CTL_ERR_USAGE; break;
 		case 'f': b.fallback_to_public = 1; break;
 		case 'r': b.referral_id = optarg; break;
 		case 'k': b.idempotency_key = optarg; break;
@@ -251,13 +266,9 @@ int cmd_book(struct ctl *ctl, int argc, char **argv)
 		}
 	}
 	if (!b.session_id || !b.patient_id[0])
-		return usage_error("book", "--session and --patient are required");
-	if (!b.idempotency_key[0]) {
-		/* A one-off command: a fresh key. Scripts that retry pass --key. */
-		snprintf(key, sizeof key, "ctl-%lld-%d-%ld", (long long)time(NULL), (int)getpid(),
-			 random());
-		b.idempotency_key = key;
-	}
+		return ctl_usage_error("book", "--session and --patient are required");
+	if (!b.idempotency_key[0])
+		b.idempotency_key = ctl_fresh_key(key, sizeof key);
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_BOOK;
 	req.book = &b;
@@ -267,7 +278,7 @@ int cmd_book(struct ctl *ctl, int argc, char **argv)
 int cmd_cancel(struct ctl *ctl, int argc, char **argv)
 {
 	if (argc < 2 || argc > 3)
-		return usage_error("cancel", "usage: cancel BOOKING_ID [REASON]");
+		return ctl_usage_error("cancel", "usage: cancel BOOKING_ID [REASON]");
 	Referral__CancelBooking c = REFERRAL__CANCEL_BOOKING__INIT;
 	c.booking_id = argv[1];
 	c.reason = argc == 3 ? argv[2] : "";
@@ -280,7 +291,7 @@ int cmd_cancel(struct ctl *ctl, int argc, char **argv)
 int cmd_overbook(struct ctl *ctl, int argc, char **argv)
 {
 	if (argc < 4 || argc > 5)
-		return usage_error("overbook", "usage: overbook SESSION_ID PATIENT_ID REASON [REFERRAL_ID]");
+		return ctl_usage_error("overbook", "usage: overbook SESSION_ID PATIENT_ID REASON [REFERRAL_ID]");
 	Referral__EmergencyBook e = REFERRAL__EMERGENCY_BOOK__INIT;
 	e.session_id = atoll(argv[1]);
 	e.patient_id = argv[2];

@@ -136,6 +136,9 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv)
 	return ctl_call(ctl, &req, NULL);
 }
 
+/* Continues a command's argument line in the usage, under the first. */
+#define ARGS_NL "\n                   "
+
 struct command {
 	const char *name;
 	int (*fn)(struct ctl *ctl, int argc, char **argv);
@@ -157,6 +160,26 @@ static const struct command commands[] = {
 	{ "cancel", cmd_cancel, "BOOKING [REASON]", "cancel a booking (harmless twice)" },
 	{ "overbook", cmd_overbook, "SESSION PATIENT REASON [REFERRAL]", "audited emergency booking beyond capacity (desk)" },
 	{ "bookings", cmd_bookings, "[--session S] [--patient P] [--all]", "list bookings you may see" },
+	{ "refer", cmd_refer,
+	  "up --patient P --to I [--department D] --diagnosis ICD10 --reason TEXT" ARGS_NL
+	  "   [--urgency routine|urgent|emergency] [--session S [--pool auto|reserved|public]" ARGS_NL
+	  "   [--fallback] [--wait-if-full]] [--key K]" ARGS_NL
+	  "down --patient P --to I [--department D] --diagnosis ICD10 --reason TEXT" ARGS_NL
+	  "   --care-plan TEXT --follow-up-due YYYY-MM-DD [--closes REFERRAL] [--key K]",
+	  "refer a patient up (clinic; with a slot if --session) or down (desk)" },
+	{ "worklist", cmd_worklist,
+	  "[--state S|all] [--direction up|down] [--department D] [--min-age MINUTES]" ARGS_NL
+	  "[--escalated] [--patient P] [--page-size N] [--page-token T]",
+	  "referrals to and from your institution, most urgent first (default: open ones)" },
+	{ "referral", cmd_referral,
+	  "ACTION REFERRAL [--reason TEXT] [--if-version N] [--session S]" ARGS_NL
+	  "   [--to I] [--department D]" ARGS_NL
+	  "ACTION: accept reject redirect no-slot return arrive admit discharge complete" ARGS_NL
+	  "        cancel reverse-no-show decline follow-up;  or: show REFERRAL",
+	  "move a referral along its course, or show it" },
+	{ "history", cmd_history, "REFERRAL", "the course of a referral, one line per move" },
+	{ "watch", cmd_watch, "[--after SEQ]",
+	  "print live events until Ctrl-C (default: replay from the first)" },
 };
 
 static void usage(FILE *out)
