@@ -663,6 +663,8 @@ int cmd_watch(struct ctl *ctl, int argc, char **argv)
 	Referral__Subscribe s = REFERRAL__SUBSCRIBE__INIT;
 	unsigned long long after;
 	int ch;
+	/* Without --after, what happens from now on; --after 0 replays all. */
+	s.from_now = 1;
 	options_begin();
 	while ((ch = getopt_long(argc, argv, "-a:", opts, NULL)) != -1) {
 		switch (ch) {
@@ -670,6 +672,7 @@ int cmd_watch(struct ctl *ctl, int argc, char **argv)
 			if (parse_range("watch", optarg, 0, INT64_MAX, &after) < 0)
 				return CTL_ERR_USAGE;
 			s.after_seq = after;
+			s.from_now = 0;
 			break;
 		case POSITIONAL: return unexpected("watch", optarg);
 		default: return CTL_ERR_USAGE;

@@ -40,6 +40,7 @@ struct conn_subscription {
 	uint64_t cursor;       /* every event up to here is delivered or not for us */
 	int catching_up;       /* reading the backlog; the live feed skips us */
 	int fetching;          /* a backlog read is in flight */
+	int from_now;          /* the first read only learns where "now" is */
 	struct request *pending;  /* the Subscribe, answered by the first read */
 };
 

@@ -181,6 +181,11 @@ static void backlog_done(void *arg, const struct db_result *r)
 	} else {
 		int n = PQntuples(r->res);
 		uint64_t last = row_seq(r->res, 0, 0);
+		if (c->sub.from_now) {
+			/* Read with a cursor past everything: no rows, and "now". */
+			c->sub.from_now = 0;
+			c->sub.cursor = last;
+		}
 		if (c->sub.pending)
 			answer_subscribe(c, last);
 		int i;
@@ -313,7 +318,9 @@ void handle_subscribe(struct request *req)
 	c->sub = (struct conn_subscription){
 		.active = 1,
 		.request_id = req->id,
-		.cursor = req->msg->subscribe->after_seq,
+		.cursor = req->msg->subscribe->from_now ? (uint64_t)INT64_MAX
+							 : req->msg->subscribe->after_seq,
+		.from_now = req->msg->subscribe->from_now,
 		.catching_up = 1,
 		.pending = req,
 	};
