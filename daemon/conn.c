@@ -232,6 +232,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 		bufferevent_enable(bev, EV_READ);
 		conn_process_input(c);
 	}
+	if (c->sub.paused && pending <= (size_t)c->srv->cfg.max_output_bytes / 2)
+		events_resume(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)

@@ -41,6 +41,7 @@ struct conn_subscription {
 	int catching_up;       /* reading the backlog; the live feed skips us */
 	int fetching;          /* a backlog read is in flight */
 	int from_now;          /* the first read only learns where "now" is */
+	int paused;            /* backlog reading waits for the output to drain */
 	struct request *pending;  /* the Subscribe, answered by the first read */
 };
 

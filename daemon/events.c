@@ -58,6 +58,11 @@ static void feed_unlink(struct feed *f)
 
 /* ---- one row, one push ------------------------------------------------------ */
 
+static size_t output_bytes(const struct conn *c)
+{
+	return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
 static int row_has_event(const PGresult *res, int row)
 {
 	return !PQgetisnull(res, row, 1);
@@ -79,9 +84,10 @@ static int visible(const struct conn *c, const PGresult *res, int row)
 	       strcmp(db_str(res, row, 7), c->ident.institution_id) == 0;
 }
 
-/* Sends the event in `row`; a subscriber that lets pushes pile up is cut
- * off (it resumes from its last seq when it reconnects). */
-static void push(struct conn *c, const PGresult *res, int row)
+/* Sends the event in `row`. A live subscriber that lets pushes pile up is
+ * cut off (it resumes from its last seq when it reconnects); the backlog
+ * instead paces itself on the output (see backlog_next). */
+static void push(struct conn *c, const PGresult *res, int row, int live)
 {
 	Referral__Event ev = REFERRAL__EVENT__INIT;
 	ev.seq = row_seq(res, row, 1);
@@ -99,8 +105,7 @@ static void push(struct conn *c, const PGresult *res, int row)
 	resp.event = &ev;
 	conn_send(c, &resp);
 	c->srv->stats.events_pushed++;
-	if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) >
-			      (size_t)c->srv->cfg.max_output_bytes)
+	if (live && output_bytes(c) > (size_t)c->srv->cfg.max_output_bytes)
 		conn_close(c, "event subscriber not reading", 0);
 }
 
@@ -127,6 +132,26 @@ static int backlog_fetch(struct conn *c, enum db_outcome *refused)
 	return 0;
 }
 
+/* Reads the next backlog page, unless the client has not yet taken half of
+ * what it was sent: then the write callback resumes (events_resume). A
+ * refused read is retried by the poll. */
+static void backlog_next(struct conn *c)
+{
+	if (output_bytes(c) > (size_t)c->srv->cfg.max_output_bytes / 2) {
+		c->sub.paused = 1;
+		return;
+	}
+	enum db_outcome refused;
+	backlog_fetch(c, &refused);
+}
+
+void events_resume(struct conn *c)
+{
+	c->sub.paused = 0;
+	if (c->sub.active && c->sub.catching_up && !c->sub.fetching && c->state != CONN_CLOSING)
+		backlog_next(c);
+}
+
 static void answer_subscribe(struct conn *c, uint64_t last_seq)
 {
 	struct request *req = c->sub.pending;
@@ -147,8 +172,7 @@ static void backlog_caught_up(struct conn *c, uint64_t last_seq)
 		c->sub.cursor = last_seq;
 	struct feed *f = feed_find(c->srv->events, c->ident.community_id);
 	if (f && f->known && f->seq > c->sub.cursor) {
-		enum db_outcome refused;
-		backlog_fetch(c, &refused); /* if refused, the poll tries again */
+		backlog_next(c);
 		return;
 	}
 	c->sub.catching_up = 0;
@@ -190,13 +214,12 @@ static void backlog_done(void *arg, const struct db_result *r)
 			answer_subscribe(c, last);
 		int i;
 		for (i = 0; i < n && row_has_event(r->res, i) && c->state != CONN_CLOSING; i++) {
-			push(c, r->res, i);
+			push(c, r->res, i, 0);
 			c->sub.cursor = row_seq(r->res, i, 1);
 		}
 		if (c->state != CONN_CLOSING) {
-			enum db_outcome refused;
 			if (i == EVENTS_BATCH)
-				backlog_fetch(c, &refused);
+				backlog_next(c);
 			else
 				backlog_caught_up(c, last);
 		}
@@ -240,7 +263,7 @@ static void feed_deliver(struct feed *f, const PGresult *res, int row)
 			continue;
 		c->sub.cursor = seq;
 		if (visible(c, res, row))
-			push(c, res, row);
+			push(c, res, row, 1);
 	}
 }
 
@@ -286,7 +309,8 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
 		feed_fetch(f);
 	for (struct conn *c = hub->srv->conns; c; c = c->next) {
 		enum db_outcome refused;
-		if (c->sub.active && c->sub.catching_up && !c->sub.fetching && !c->sub.pending)
+		if (c->sub.active && c->sub.catching_up && !c->sub.fetching && !c->sub.pending &&
+		    !c->sub.paused)
 			backlog_fetch(c, &refused);
 	}
 }

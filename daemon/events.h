@@ -29,5 +29,7 @@ void event_hub_notify(struct event_hub *hub, const char *community);
 void handle_subscribe(struct request *req);
 /* The connection is closing: forget its subscription. */
 void events_unsubscribe(struct conn *c);
+/* A paused backlog's output has drained: read on. */
+void events_resume(struct conn *c);
 
 #endif

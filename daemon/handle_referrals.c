@@ -144,13 +144,18 @@ static int need_key(struct request *req, const char *key)
 	return 0;
 }
 
-/* "YYYY-MM-DD" with plausible numbers; the database checks the calendar. */
+/* "YYYY-MM-DD", a day that exists (checked here, so that a 30th of February
+ * is the caller's field error, not a database error). */
 static int is_date(const char *s)
 {
+	static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	int y, m, d;
 	char tail;
-	return strlen(s) == 10 && sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 &&
-	       s[4] == '-' && s[7] == '-' && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-' ||
+	    sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || y < 1 || m < 1 || m > 12)
+		return 0;
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return d >= 1 && d <= days[m - 1] + (m == 2 && leap);
 }
 
 /* ---- creating --------------------------------------------------------------------- */

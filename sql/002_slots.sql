@@ -255,6 +255,10 @@ DECLARE
     s sessions;
     n integer;
 BEGIN
+    -- The referrals of its live bookings first (lock order: referral, session).
+    PERFORM booking_lock_referral(p_community, b.referral_id) FROM bookings b
+      WHERE b.community_id = p_community AND b.session_id = p_session AND b.status = 'booked'
+        AND b.referral_id IS NOT NULL ORDER BY b.referral_id;
     SELECT * INTO s FROM sessions x WHERE x.community_id = p_community AND x.session_id = p_session
         FOR UPDATE;
     IF NOT FOUND OR (p_institution <> '' AND s.institution_id <> p_institution) THEN
@@ -299,6 +303,11 @@ LANGUAGE sql STABLE AS $$
        AND b.status = 'booked' AND b.period && tstzrange(s.starts_at, s.ends_at)
      LIMIT 1
 $$;
+
+-- Locks the referral a booking serves, before the session (lock order:
+-- referral, session, booking). Referrals arrive in 003, which replaces this.
+CREATE FUNCTION booking_lock_referral(p_community text, p_referral uuid) RETURNS void
+LANGUAGE plpgsql AS $$ BEGIN END $$;
 
 -- Why p_referral may not back a booking of p_patient in session s, or NULL
 -- when it may. Referrals arrive in 003, which replaces this placeholder.
@@ -459,6 +468,9 @@ BEGIN
     SELECT * INTO b FROM bookings x WHERE x.community_id = p_community AND x.booking_id = p_booking;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no booking %', p_booking USING ERRCODE = 'RNFND', COLUMN = 'booking_id';
+    END IF;
+    IF b.referral_id IS NOT NULL THEN
+        PERFORM booking_lock_referral(p_community, b.referral_id);
     END IF;
     -- Lock the session first, as booking does, then re-read the booking.
     SELECT * INTO s FROM sessions x WHERE x.community_id = p_community AND x.session_id = b.session_id

@@ -322,6 +322,17 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Locks the referral a booking serves, before the booking's session: every
+-- path that touches both takes referral, then session, then booking (as
+-- referral_act does), so that cancelling a booking while its referral is
+-- being closed cannot deadlock.
+CREATE OR REPLACE FUNCTION booking_lock_referral(p_community text, p_referral uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM referrals r WHERE r.community_id = p_community AND r.referral_id = p_referral
+        FOR UPDATE;
+END $$;
+
 -- ---- creating referrals ------------------------------------------------------------
 
 CREATE TYPE referral_made AS (
@@ -397,8 +408,11 @@ BEGIN
             DELETE FROM idempotency_keys i WHERE i.community_id = p_community
                AND i.terminal_id = p_terminal AND i.idem_key = p_key;
             RETURN QUERY SELECT NULL::uuid, b.outcome,
-                CASE WHEN b.outcome = 'full'
-                     THEN format('%s (reserved left %s, public left %s)', b.detail, b.reserved_left, b.public_left)
+                CASE b.outcome
+                     WHEN 'full' THEN format('%s (reserved left %s, public left %s)',
+                                             b.detail, b.reserved_left, b.public_left)
+                     WHEN 'bad_referral' THEN format('session %s is not at %s, where the referral goes',
+                                                     p_session, p_to)
                      ELSE b.detail END, false;
             RETURN;
         END IF;
@@ -544,6 +558,8 @@ BEGIN
     END IF;
     IF t.reason_required AND coalesce(p_reason, '') = '' THEN
         RAISE EXCEPTION '% needs a reason', p_action USING ERRCODE = 'RINVA', COLUMN = 'reason';
+    ELSIF length(p_reason) > 2000 THEN
+        RAISE EXCEPTION 'a reason is at most 2000 characters' USING ERRCODE = 'RINVA', COLUMN = 'reason';
     END IF;
 
     v_from := r.state;
@@ -576,7 +592,9 @@ BEGIN
         IF coalesce(p_to, '') = '' THEN
             p_to := r.to_institution;
         END IF;
-        IF p_to = r.to_institution AND p_to_department IS NOT DISTINCT FROM r.to_department THEN
+        -- No department named means "the same one" within the same institution.
+        IF p_to = r.to_institution AND (p_to_department IS NULL
+                                         OR p_to_department IS NOT DISTINCT FROM r.to_department) THEN
             RAISE EXCEPTION 'a redirect names another department or institution'
                 USING ERRCODE = 'RINVA', COLUMN = 'to_institution';
         END IF;

@@ -2,8 +2,14 @@
 """Booking: which pool a booking takes (family doctors reserved first, others
 public), idempotency keys (replays, conflicts, replayed refusals), patient
 conflicts, cancellation returning units to their pool (to public after the
-release), audited emergency overbooking, the referral requirement of Yunnan,
-listing bookings, and referralctl's slot commands."""
+release), audited emergency overbooking (for green-channel referrals), the
+referral requirement of Yunnan (a real up-referral of the patient), listing
+bookings, and referralctl's slot commands.
+
+Referral ids on bookings name real referrals, made through the daemon with
+ReferUp (refer() below): a booking's referral must be a live up-referral of
+the same patient to the session's institution, an emergency booking's an
+urgent or emergency one."""
 
 import json
 import re
@@ -13,8 +19,20 @@ import uuid
 
 import harness
 from harness import pb
+import referrals_support as rs
 import slots_support as ss
 from slots_support import HOUR, future
+
+
+def refer(case, patient, urgency=pb.URGENCY_ROUTINE, terminal="clinic"):
+    """A real up-referral of the patient to county-hospital (cardiology),
+    made by a clinic terminal through the daemon; returns its id."""
+    c = rs.ReferralClient(case.daemon.port)
+    case.addCleanup(c.close)
+    case.assertOk(c.hello(case.community[terminal]), "hello")
+    resp = c.refer_up(patient, urgency=urgency)
+    case.assertOk(resp, "referral")
+    return resp.referral.referral_id
 
 
 def detail(resp):
@@ -362,7 +380,8 @@ class PatientConflictTest(ss.SlotsTestCase):
         s = self.publish_one(self.desk, capacity=2)
         p = self.community.patient()
         first = self.assertBooked(self.clinic.book(s.session_id, p))
-        resp = self.desk.emergency(s.session_id, p)
+        resp = self.desk.emergency(s.session_id, p,
+                                   referral=refer(self, p, pb.URGENCY_URGENT))
         self.assertEqual(pb.ErrorCode.Name(resp.error.code), "CONFLICT", resp)
         self.assertCounters(s.session_id, emergency_booked=0, reserved_booked=1)
         self.assertEqual(list(self.community.bookings(s.session_id)), [first.booking_id])
@@ -498,7 +517,15 @@ class EmergencyTest(ss.SlotsTestCase):
         self.assertBooked(self.clinic.book(s.session_id, p[0]), pb.POOL_RESERVED)
         self.assertBooked(self.desk.book(s.session_id, p[1]), pb.POOL_PUBLIC)
         self.assertError(self.desk.book(s.session_id, p[2]), pb.FULL)
-        referral = str(uuid.uuid4())
+        # Beyond capacity only for a green-channel referral of this patient.
+        for what, rid in (("no referral", ""), ("a random id", str(uuid.uuid4())),
+                          ("a routine referral", refer(self, p[2])),
+                          ("another patient's", refer(self, p[4], pb.URGENCY_URGENT))):
+            with self.subTest(what):
+                resp = self.desk.emergency(s.session_id, p[2], reason="STEMI", referral=rid)
+                self.assertError(resp, pb.FAILED_PRECONDITION, field="referral_id")
+        self.assertCounters(s.session_id, emergency_booked=0)
+        referral = refer(self, p[2], pb.URGENCY_URGENT)
         resp = self.desk.emergency(s.session_id, p[2], reason="STEMI, green channel",
                                    referral=referral)
         e1 = self.assertBooked(resp, pb.POOL_EMERGENCY)
@@ -506,7 +533,9 @@ class EmergencyTest(ss.SlotsTestCase):
                           e1.booked_by_institution), (s.session_id, p[2], referral,
                                                       "county-hospital"))
         self.assertTrue(ss.is_uuid(e1.booking_id))
-        e2 = self.assertBooked(self.desk.emergency(s.session_id, p[3]), pb.POOL_EMERGENCY)
+        e2 = self.assertBooked(self.desk.emergency(
+            s.session_id, p[3], referral=refer(self, p[3], pb.URGENCY_EMERGENCY)),
+            pb.POOL_EMERGENCY)
         self.assertCounters(s.session_id, capacity=2, reserved_booked=1, public_booked=1,
                             emergency_booked=2)
         got = self.desk.session(s.session_id, "dr-wang")
@@ -531,21 +560,26 @@ class EmergencyTest(ss.SlotsTestCase):
     def test_who_and_why(self):
         s = self.publish_one(self.desk, capacity=2)
         p = self.community.patient()
-        self.assertError(self.desk.emergency(s.session_id, p, reason=""), pb.INVALID_ARGUMENT,
-                         field="reason")
-        self.assertError(self.desk.emergency(s.session_id, "nobody"), pb.INVALID_ARGUMENT,
-                         field="patient_id")
+        # A valid green-channel referral throughout: every refusal below is
+        # for what the case names.
+        ref = refer(self, p, pb.URGENCY_URGENT)
+        self.assertError(self.desk.emergency(s.session_id, p, reason="", referral=ref),
+                         pb.INVALID_ARGUMENT, field="reason")
+        self.assertError(self.desk.emergency(s.session_id, "nobody", referral=ref),
+                         pb.INVALID_ARGUMENT, field="patient_id")
         self.assertError(self.desk.emergency(s.session_id, p, referral="r-1"),
                          pb.INVALID_ARGUMENT, field="referral_id")
-        self.assertError(self.desk.emergency(987654321, p), pb.NOT_FOUND, field="session_id")
-        self.assertError(self.desk.emergency(s.session_id, str(uuid.uuid4())), pb.NOT_FOUND)
+        self.assertError(self.desk.emergency(987654321, p, referral=ref), pb.NOT_FOUND,
+                         field="session_id")
+        self.assertError(self.desk.emergency(s.session_id, str(uuid.uuid4()), referral=ref),
+                         pb.NOT_FOUND)
         # Desk only, and only for its own institution's sessions.
         for name in ("clinic", "admin", "monitor", "billing"):
             with self.subTest(role=name):
-                self.assertError(self.authed(name).emergency(s.session_id, p),
+                self.assertError(self.authed(name).emergency(s.session_id, p, referral=ref),
                                  pb.PERMISSION_DENIED)
-        self.assertError(self.authed("desk-tcm").emergency(s.session_id, p), pb.NOT_FOUND,
-                         field="session_id")
+        self.assertError(self.authed("desk-tcm").emergency(s.session_id, p, referral=ref),
+                         pb.NOT_FOUND, field="session_id")
         self.assertCounters(s.session_id, emergency_booked=0)
         self.assertEqual(self.community.bookings(s.session_id), {})
 
@@ -568,12 +602,21 @@ class ReferralRequiredTest(ss.SlotsTestCase):
         self.assertError(clinic.book(s.session_id, p[0]), pb.PERMISSION_DENIED, field="pool")
         self.assertError(clinic.book(s.session_id, p[0], referral="ref-42"),
                          pb.INVALID_ARGUMENT, field="referral_id")
-        referral = str(uuid.uuid4())
+        # The referral must be real: a live up-referral of this patient to
+        # the session's hospital. Anything else is FAILED_PRECONDITION.
+        referral = refer(self, p[0])
+        other = refer(self, p[1])
+        for what, rid in (("a random id", str(uuid.uuid4())),
+                          ("another patient's referral", other)):
+            with self.subTest(what):
+                for pool in (pb.POOL_RESERVED, pb.POOL_AUTO):
+                    self.assertError(clinic.book(s.session_id, p[0], pool=pool, referral=rid),
+                                     pb.FAILED_PRECONDITION, field="referral_id")
+        self.assertEqual(self.community.bookings(s.session_id), {})
         b = self.assertBooked(clinic.book(s.session_id, p[0], pool=pb.POOL_RESERVED,
                                           referral=referral), pb.POOL_RESERVED)
         self.assertEqual(b.referral_id, referral)
-        self.assertBooked(clinic.book(s.session_id, p[1], referral=str(uuid.uuid4())),
-                          pb.POOL_RESERVED)
+        self.assertBooked(clinic.book(s.session_id, p[1], referral=other), pb.POOL_RESERVED)
         # Public units need no referral, for the family doctor either:
         # asked for, or as the fallback of a request without a referral.
         self.assertBooked(clinic.book(s.session_id, p[2], pool=pb.POOL_PUBLIC), pb.POOL_PUBLIC)
@@ -591,7 +634,7 @@ class ReferralRequiredTest(ss.SlotsTestCase):
         self.assertError(clinic.book(s.session_id, more[5], fallback=True),
                          pb.PERMISSION_DENIED, field="pool")
         self.assertError(clinic.book(s.session_id, more[5], fallback=True,
-                                     referral=str(uuid.uuid4())), pb.FULL)
+                                     referral=refer(self, more[5])), pb.FULL)
         self.assertCounters(s.session_id, reserved_booked=2, public_booked=8)
         self.assertConsistent()
 
@@ -726,9 +769,14 @@ class ReferralctlTest(ss.SlotsTestCase):
                        rc=1)
         self.assertEqual(out["error"]["code"], "FULL")
         # Emergency overbooking.
-        e = self.ctl("desk", "overbook", str(sid), p[3], "acute abdomen")
+        green = refer(self, p[3], pb.URGENCY_EMERGENCY)
+        out = self.ctl("desk", "overbook", str(sid), p[3], "acute abdomen", rc=1)
+        self.assertEqual((out["error"]["code"], out["error"]["field"]),
+                         ("FAILED_PRECONDITION", "referral_id"))
+        e = self.ctl("desk", "overbook", str(sid), p[3], "acute abdomen", green)
+        self.assertEqual(e["referral_id"], green)
         self.assertEqual((e["pool"], e["status"]), ("POOL_EMERGENCY", "booked"))
-        self.assertEqual(self.ctl("clinic", "overbook", str(sid), p[3], "x", rc=1)
+        self.assertEqual(self.ctl("clinic", "overbook", str(sid), p[3], "x", green, rc=1)
                          ["error"]["code"], "PERMISSION_DENIED")
         # Cancel, twice.
         c1 = self.ctl("clinic", "cancel", b["booking_id"], "moved away")
