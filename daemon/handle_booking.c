@@ -13,7 +13,7 @@
 #include "slots.h"
 #include "wire.h"
 
-static const char *pool_param(Referral__Pool pool)
+const char *slots_pool_param(Referral__Pool pool)
 {
 	switch (pool) {
 	case REFERRAL__POOL__POOL_RESERVED: return "reserved";
@@ -24,11 +24,7 @@ static const char *pool_param(Referral__Pool pool)
 }
 
 /* book_slot() outcomes and the typed errors they become. */
-static const struct {
-	const char *outcome;
-	Referral__ErrorCode code;
-	const char *field;
-} book_refusals[] = {
+static const struct slots_refusal book_refusals[] = {
 	{ "full", REFERRAL__ERROR_CODE__FULL, "session_id" },
 	{ "not_permitted", REFERRAL__ERROR_CODE__PERMISSION_DENIED, "pool" },
 	{ "closed", REFERRAL__ERROR_CODE__FAILED_PRECONDITION, "session_id" },
@@ -37,6 +33,14 @@ static const struct {
 	{ "bad_referral", REFERRAL__ERROR_CODE__FAILED_PRECONDITION, "referral_id" },
 	{ "key_conflict", REFERRAL__ERROR_CODE__CONFLICT, "idempotency_key" },
 };
+
+const struct slots_refusal *slots_book_refusal(const char *outcome)
+{
+	for (size_t i = 0; i < sizeof book_refusals / sizeof book_refusals[0]; i++)
+		if (strcmp(outcome, book_refusals[i].outcome) == 0)
+			return &book_refusals[i];
+	return NULL;
+}
 
 static void booked(void *arg, const struct db_result *r)
 {
@@ -47,18 +51,17 @@ static void booked(void *arg, const struct db_result *r)
 	}
 	const char *outcome = db_str(r->res, 0, 0);
 	const char *detail = db_str(r->res, 0, 3);
-	for (size_t i = 0; i < sizeof book_refusals / sizeof book_refusals[0]; i++) {
-		if (strcmp(outcome, book_refusals[i].outcome) != 0)
-			continue;
-		const char *field = book_refusals[i].field;
+	const struct slots_refusal *refusal = slots_book_refusal(outcome);
+	if (refusal) {
+		const char *field = refusal->field;
 		if (strcmp(outcome, "not_found") == 0 && strstr(detail, "patient"))
 			field = "patient_id";
-		if (book_refusals[i].code == REFERRAL__ERROR_CODE__FULL)
+		if (refusal->code == REFERRAL__ERROR_CODE__FULL)
 			request_fail(req, REFERRAL__ERROR_CODE__FULL, field,
 				     "%s (reserved left %s, public left %s)", detail,
 				     db_str(r->res, 0, 4), db_str(r->res, 0, 5));
 		else
-			request_fail(req, book_refusals[i].code, field, "%s", detail);
+			request_fail(req, refusal->code, field, "%s", detail);
 		return;
 	}
 	if (strcmp(outcome, "booked") != 0) {
@@ -89,7 +92,7 @@ void handle_book(struct request *req)
 {
 	const Referral__Book *b = req->msg->book;
 	const struct identity *id = request_identity(req);
-	const char *pool = pool_param(b->pool);
+	const char *pool = slots_pool_param(b->pool);
 	if (!pool) {
 		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "pool",
 			     "pool must be auto, reserved or public");

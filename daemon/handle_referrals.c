@@ -160,20 +160,6 @@ static int is_date(const char *s)
 
 /* ---- creating --------------------------------------------------------------------- */
 
-/* refer_up() refusals that made nothing: the booking's outcome. */
-static const struct {
-	const char *outcome;
-	Referral__ErrorCode code;
-	const char *field;
-} made_refusals[] = {
-	{ "full", REFERRAL__ERROR_CODE__FULL, "session_id" },
-	{ "not_permitted", REFERRAL__ERROR_CODE__PERMISSION_DENIED, "pool" },
-	{ "closed", REFERRAL__ERROR_CODE__FAILED_PRECONDITION, "session_id" },
-	{ "patient_conflict", REFERRAL__ERROR_CODE__CONFLICT, "patient_id" },
-	{ "not_found", REFERRAL__ERROR_CODE__NOT_FOUND, "session_id" },
-	{ "bad_referral", REFERRAL__ERROR_CODE__FAILED_PRECONDITION, "session_id" },
-};
-
 static void referral_made(void *arg, const struct db_result *r)
 {
 	struct request *req = arg;
@@ -187,24 +173,16 @@ static void referral_made(void *arg, const struct db_result *r)
 		reply_referral(req, r->res, 3, db_bool(r->res, 0, 2));
 		return;
 	}
-	for (size_t i = 0; i < sizeof made_refusals / sizeof made_refusals[0]; i++) {
-		if (strcmp(outcome, made_refusals[i].outcome) == 0) {
-			request_fail(req, made_refusals[i].code, made_refusals[i].field,
-				     "no referral made: %s", detail);
-			return;
-		}
+	/* The booking's refusal made nothing. ReferUp has no referral_id
+	 * field: a session that is not at the target is the session's fault. */
+	const struct slots_refusal *refusal = slots_book_refusal(outcome);
+	if (refusal) {
+		request_fail(req, refusal->code,
+			     strcmp(outcome, "bad_referral") == 0 ? "session_id" : refusal->field,
+			     "no referral made: %s", detail);
+		return;
 	}
 	request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "unexpected outcome %s", outcome);
-}
-
-static const char *pool_name(Referral__Pool pool)
-{
-	switch (pool) {
-	case REFERRAL__POOL__POOL_AUTO: return "auto";
-	case REFERRAL__POOL__POOL_RESERVED: return "reserved";
-	case REFERRAL__POOL__POOL_PUBLIC: return "public";
-	default: return NULL;
-	}
 }
 
 void handle_refer_up(struct request *req)
@@ -212,7 +190,7 @@ void handle_refer_up(struct request *req)
 	const Referral__ReferUp *u = req->msg->refer_up;
 	const struct identity *id = request_identity(req);
 	const char *urgency = referrals_urgency_name(u->urgency);
-	const char *pool = pool_name(u->pool);
+	const char *pool = slots_pool_param(u->pool);
 	if (!need_key(req, u->idempotency_key) || !need_uuid(req, u->patient_id, "patient_id", 0))
 		return;
 	if (!urgency || !pool) {

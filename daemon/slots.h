@@ -29,6 +29,18 @@ unsigned slots_page_size(uint32_t asked);
 
 int slots_is_uuid(const char *s);
 
+/* "auto", "reserved", "public" as book_slot() takes them; NULL otherwise. */
+const char *slots_pool_param(Referral__Pool pool);
+
+/* A book_slot() refusal and the typed error it becomes. */
+struct slots_refusal {
+	const char *outcome;
+	Referral__ErrorCode code;
+	const char *field;
+};
+/* The error for a book_slot() outcome other than "booked"; NULL if unknown. */
+const struct slots_refusal *slots_book_refusal(const char *outcome);
+
 #define SLOTS_PAGE_DEFAULT 50u
 #define SLOTS_PAGE_MAX 500u
 

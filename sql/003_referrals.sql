@@ -260,6 +260,41 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- The checks every new or redirected referral passes, each raising the
+-- typed error of its field.
+CREATE FUNCTION referral_check_route(p_community text, p_direction referral_direction,
+                                     p_from text, p_to text) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_problem text := referral_route_problem(p_community, p_direction, p_from, p_to);
+BEGIN
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem USING ERRCODE = 'RPERM', COLUMN = 'to_institution';
+    END IF;
+END $$;
+
+-- p_department NULL: none named, nothing to check.
+CREATE FUNCTION referral_check_department(p_community text, p_institution text,
+                                          p_department text, p_field text) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_department IS NOT NULL AND NOT EXISTS (SELECT 1 FROM departments d
+            WHERE d.community_id = p_community AND d.institution_id = p_institution
+              AND d.department_id = p_department) THEN
+        RAISE EXCEPTION 'no department % at %', p_department, p_institution
+            USING ERRCODE = 'RNFND', COLUMN = p_field;
+    END IF;
+END $$;
+
+CREATE FUNCTION referral_check_patient(p_community text, p_patient uuid) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM patients pt WHERE pt.community_id = p_community
+                   AND pt.patient_id = p_patient) THEN
+        RAISE EXCEPTION 'no such patient' USING ERRCODE = 'RNFND', COLUMN = 'patient_id';
+    END IF;
+END $$;
+
 CREATE FUNCTION referral_check_diagnosis(p_diagnosis text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -353,7 +388,6 @@ RETURNS SETOF referral_made LANGUAGE plpgsql AS $$
 DECLARE
     r referrals;
     v_id uuid;
-    v_problem text;
     b record;
     v_hash text := md5(concat_ws('|', 'up', p_patient, p_to, p_to_department, p_diagnosis, p_reason,
                                  p_urgency, p_session, p_pool, p_fallback, p_wait_if_full));
@@ -367,20 +401,9 @@ BEGIN
     IF coalesce(p_reason, '') = '' THEN
         RAISE EXCEPTION 'a reason is required' USING ERRCODE = 'RINVA', COLUMN = 'reason';
     END IF;
-    v_problem := referral_route_problem(p_community, 'up', p_institution, p_to);
-    IF v_problem IS NOT NULL THEN
-        RAISE EXCEPTION '%', v_problem USING ERRCODE = 'RPERM', COLUMN = 'to_institution';
-    END IF;
-    IF p_to_department IS NOT NULL AND NOT EXISTS (SELECT 1 FROM departments d
-            WHERE d.community_id = p_community AND d.institution_id = p_to
-              AND d.department_id = p_to_department) THEN
-        RAISE EXCEPTION 'no department % at %', p_to_department, p_to
-            USING ERRCODE = 'RNFND', COLUMN = 'to_department';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM patients pt WHERE pt.community_id = p_community
-                   AND pt.patient_id = p_patient) THEN
-        RAISE EXCEPTION 'no such patient' USING ERRCODE = 'RNFND', COLUMN = 'patient_id';
-    END IF;
+    PERFORM referral_check_route(p_community, 'up', p_institution, p_to);
+    PERFORM referral_check_department(p_community, p_to, p_to_department, 'to_department');
+    PERFORM referral_check_patient(p_community, p_patient);
 
     INSERT INTO referrals (community_id, direction, urgency, patient_id, from_institution,
                            from_practitioner, from_terminal, to_institution, to_department,
@@ -435,7 +458,6 @@ DECLARE
     r referrals;
     up referrals;
     v_id uuid;
-    v_problem text;
     v_today date;
     v_hash text := md5(concat_ws('|', 'down', p_patient, p_to, p_from_department, p_diagnosis,
                                  p_reason, p_care_plan, p_follow_up_due, p_closes));
@@ -458,20 +480,10 @@ BEGIN
         RAISE EXCEPTION 'follow_up_due must be a date from today to a year ahead'
             USING ERRCODE = 'RINVA', COLUMN = 'follow_up_due';
     END IF;
-    v_problem := referral_route_problem(p_community, 'down', p_institution, p_to);
-    IF v_problem IS NOT NULL THEN
-        RAISE EXCEPTION '%', v_problem USING ERRCODE = 'RPERM', COLUMN = 'to_institution';
-    END IF;
-    IF p_from_department IS NOT NULL AND NOT EXISTS (SELECT 1 FROM departments d
-            WHERE d.community_id = p_community AND d.institution_id = p_institution
-              AND d.department_id = p_from_department) THEN
-        RAISE EXCEPTION 'no department % at %', p_from_department, p_institution
-            USING ERRCODE = 'RNFND', COLUMN = 'from_department';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM patients pt WHERE pt.community_id = p_community
-                   AND pt.patient_id = p_patient) THEN
-        RAISE EXCEPTION 'no such patient' USING ERRCODE = 'RNFND', COLUMN = 'patient_id';
-    END IF;
+    PERFORM referral_check_route(p_community, 'down', p_institution, p_to);
+    PERFORM referral_check_department(p_community, p_institution, p_from_department,
+                                      'from_department');
+    PERFORM referral_check_patient(p_community, p_patient);
     IF p_closes IS NOT NULL THEN
         SELECT * INTO up FROM referrals x WHERE x.community_id = p_community AND x.referral_id = p_closes;
         IF NOT FOUND OR up.direction <> 'up' OR up.patient_id <> p_patient
@@ -522,7 +534,6 @@ DECLARE
     t referral_transitions;
     v_from referral_state;
     v_new referrals;
-    v_problem text;
     v_allowed text;
     b record;
 BEGIN
@@ -599,17 +610,9 @@ BEGIN
                 USING ERRCODE = 'RINVA', COLUMN = 'to_institution';
         END IF;
         IF p_to <> r.to_institution THEN
-            v_problem := referral_route_problem(p_community, r.direction, r.from_institution, p_to);
-            IF v_problem IS NOT NULL THEN
-                RAISE EXCEPTION '%', v_problem USING ERRCODE = 'RPERM', COLUMN = 'to_institution';
-            END IF;
+            PERFORM referral_check_route(p_community, r.direction, r.from_institution, p_to);
         END IF;
-        IF p_to_department IS NOT NULL AND NOT EXISTS (SELECT 1 FROM departments d
-                WHERE d.community_id = p_community AND d.institution_id = p_to
-                  AND d.department_id = p_to_department) THEN
-            RAISE EXCEPTION 'no department % at %', p_to_department, p_to
-                USING ERRCODE = 'RNFND', COLUMN = 'to_department';
-        END IF;
+        PERFORM referral_check_department(p_community, p_to, p_to_department, 'to_department');
     END IF;
 
     IF p_action = 'redirect' THEN
