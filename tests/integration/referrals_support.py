@@ -386,7 +386,7 @@ class EventStream:
 
 # ---- the test base -------------------------------------------------------------------
 
-class ReferralsTestCase(harness.IntegrationCase):
+class ReferralsTestCase(ss.SlotAssertions, harness.IntegrationCase):
     """A ReferralCommunity and one daemon per test class, on the shared
     cluster (or, with private_database, on a database of the class's own).
 
@@ -444,30 +444,6 @@ class ReferralsTestCase(harness.IntegrationCase):
         self.assertEqual(s.subscribed.request_id, s.request_id, s.subscribed)
         return s
 
-    # -- slots
-    def publish_one(self, desk=None, **kw):
-        c = desk or self.authed("desk")
-        resp = c.publish(**kw)
-        self.assertOk(resp, "publish")
-        self.assertEqual(len(resp.publish.sessions), 1, resp)
-        return resp.publish.sessions[0]
-
-    def assertBooked(self, resp, pool=None):
-        self.assertOk(resp, "booking")
-        self.assertEqual(resp.booking.status, "booked", resp)
-        if pool is not None:
-            self.assertEqual(pb.Pool.Name(resp.booking.pool), pb.Pool.Name(pool), resp)
-        return resp.booking
-
-    def assertCounters(self, session_id, **expected):
-        row = self.community.session_row(session_id)
-        got = {k: row[k] for k in expected}
-        self.assertEqual(got, expected, f"session {session_id}: {row}")
-        return row
-
-    def assertConsistent(self):
-        self.assertEqual(self.community.invariant_violations(), [],
-                         "session counters disagree with live bookings")
 
     # -- referrals
     def assertReferral(self, resp, state=None):

@@ -348,7 +348,37 @@ class SlotClient(harness.Client):
 
 # ---- the test base ------------------------------------------------------------------
 
-class SlotsTestCase(harness.IntegrationCase):
+class SlotAssertions:
+    """Publishing and booking checks shared by the slot and referral test
+    cases (which set self.community and provide authed())."""
+
+    def publish_one(self, desk=None, **kw):
+        """Publishes one session (desk terminal by default); returns it."""
+        c = desk or self.authed("desk")
+        resp = c.publish(**kw)
+        self.assertOk(resp, "publish")
+        self.assertEqual(len(resp.publish.sessions), 1, resp)
+        return resp.publish.sessions[0]
+
+    def assertBooked(self, resp, pool=None):
+        self.assertOk(resp, "booking")
+        self.assertEqual(resp.booking.status, "booked", resp)
+        if pool is not None:
+            self.assertEqual(pb.Pool.Name(resp.booking.pool), pb.Pool.Name(pool), resp)
+        return resp.booking
+
+    def assertCounters(self, session_id, **expected):
+        row = self.community.session_row(session_id)
+        got = {k: row[k] for k in expected}
+        self.assertEqual(got, expected, f"session {session_id}: {row}")
+        return row
+
+    def assertConsistent(self):
+        self.assertEqual(self.community.invariant_violations(), [],
+                         "session counters disagree with live bookings")
+
+
+class SlotsTestCase(SlotAssertions, harness.IntegrationCase):
     """A SlotCommunity and one daemon per test class, on the shared cluster
     (or, with private_database, on a database of the class's own).
 
@@ -393,30 +423,6 @@ class SlotsTestCase(harness.IntegrationCase):
         self.assertOk(c.hello(self.community[name]), "hello")
         return c
 
-    def publish_one(self, desk=None, **kw):
-        """Publishes one session (desk terminal by default); returns it."""
-        c = desk or self.authed("desk")
-        resp = c.publish(**kw)
-        self.assertOk(resp, "publish")
-        self.assertEqual(len(resp.publish.sessions), 1, resp)
-        return resp.publish.sessions[0]
-
-    def assertBooked(self, resp, pool=None):
-        self.assertOk(resp, "booking")
-        self.assertEqual(resp.booking.status, "booked", resp)
-        if pool is not None:
-            self.assertEqual(pb.Pool.Name(resp.booking.pool), pb.Pool.Name(pool), resp)
-        return resp.booking
-
-    def assertCounters(self, session_id, **expected):
-        row = self.community.session_row(session_id)
-        got = {k: row[k] for k in expected}
-        self.assertEqual(got, expected, f"session {session_id}: {row}")
-        return row
-
-    def assertConsistent(self):
-        self.assertEqual(self.community.invariant_violations(), [],
-                         "session counters disagree with live bookings")
 
 
 def start_daemon(pg, dbname, settings=None, name="slots"):
