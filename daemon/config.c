@@ -68,6 +68,10 @@ static const struct setting settings[] = {
 	  "How often the daemon releases due reserved capacity to the public pool." },
 	{ "events_poll_ms", SET_INT, OFF(events_poll_ms), "2000", 100, 3600000, 1,
 	  "How often event subscriptions are checked for events whose database signal was lost (e.g. during a reconnect)." },
+	{ "booking_batch_max", SET_INT, OFF(booking_batch_max), "200", 0, 10000, 1,
+	  "Most Book requests committed together in one transaction (group commit); 0 books each on its own." },
+	{ "booking_batches_in_flight", SET_INT, OFF(booking_batches_in_flight), "2", 1, 256, 1,
+	  "Booking batches running at once; requests arriving meanwhile form the next batch. Keep below db_pool_size." },
 	{ "log_level", SET_LOGLEVEL, OFF(log_level), "info", 0, 0, 1,
 	  "One of error, warn, info, debug." },
 };

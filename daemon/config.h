@@ -35,6 +35,8 @@ struct config {
 	int pbkdf2_iterations;
 	int release_interval_ms;
 	int events_poll_ms;
+	int booking_batch_max;
+	int booking_batches_in_flight;
 	enum log_level log_level;
 };
 

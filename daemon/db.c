@@ -416,10 +416,18 @@ static void pgc_read(struct pgc *c)
 			pgc_command_done(c);
 			continue;
 		}
-		if (c->result == NULL)
+		/* The first result is the answer, unless a later one is an
+		 * error: a failure at commit (which comes after the rows)
+		 * means nothing was done, whatever the rows said. */
+		if (c->result == NULL) {
 			c->result = res;
-		else
+		} else if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
+			   PQresultStatus(c->result) != PGRES_FATAL_ERROR) {
+			PQclear(c->result);
+			c->result = res;
+		} else {
 			PQclear(res);
+		}
 	}
 	if (c->conn && PQstatus(c->conn) == CONNECTION_BAD)
 		pgc_fail(c, PQerrorMessage(c->conn), 0);

@@ -63,6 +63,11 @@
 	  "SELECT outcome, coalesce(booking_id::text, ''), coalesce(pool, ''), coalesce(detail, ''), " \
 	  "reserved_left, public_left, replayed FROM book_slot($1, $2, $3, $4::terminal_role, $5, " \
 	  "$6::bigint, $7::uuid, $8, $9::boolean, $10::uuid, $11)")            \
+	X(BOOK_BATCH, 10,                                                       \
+	  "SELECT idx, outcome, coalesce(booking_id::text, ''), coalesce(pool, ''), " \
+	  "coalesce(detail, ''), reserved_left, public_left, replayed FROM book_batch($1, " \
+	  "$2::text[], $3::text[], $4::terminal_role[], $5::text[], $6::bigint[], $7::uuid[], " \
+	  "$8::text[], $9::boolean[], $10::text[])")                             \
 	X(CANCEL_BOOKING, 5,                                                    \
 	  "SELECT booking_id, session_id, pool, status, already "               \
 	  "FROM cancel_booking($1, $2, $3, $4::uuid, $5)")                      \

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "book_batch.h"
 #include "db.h"
 #include "db_params.h"
 #include "db_row.h"
@@ -42,15 +43,10 @@ const struct slots_refusal *slots_book_refusal(const char *outcome)
 	return NULL;
 }
 
-static void booked(void *arg, const struct db_result *r)
+void slots_book_answer(struct request *req, const PGresult *res, int row, int col)
 {
-	struct request *req = arg;
-	if (r->outcome != DB_OK) {
-		request_fail_db(req, r);
-		return;
-	}
-	const char *outcome = db_str(r->res, 0, 0);
-	const char *detail = db_str(r->res, 0, 3);
+	const char *outcome = db_str(res, row, col);
+	const char *detail = db_str(res, row, col + 3);
 	const struct slots_refusal *refusal = slots_book_refusal(outcome);
 	if (refusal) {
 		const char *field = refusal->field;
@@ -59,7 +55,7 @@ static void booked(void *arg, const struct db_result *r)
 		if (refusal->code == REFERRAL__ERROR_CODE__FULL)
 			request_fail(req, REFERRAL__ERROR_CODE__FULL, field,
 				     "%s (reserved left %s, public left %s)", detail,
-				     db_str(r->res, 0, 4), db_str(r->res, 0, 5));
+				     db_str(res, row, col + 4), db_str(res, row, col + 5));
 		else
 			request_fail(req, refusal->code, field, "%s", detail);
 		return;
@@ -71,15 +67,15 @@ static void booked(void *arg, const struct db_result *r)
 	}
 	const Referral__Book *b = req->msg->book;
 	Referral__Booking bk = REFERRAL__BOOKING__INIT;
-	bk.booking_id = db_str(r->res, 0, 1);
+	bk.booking_id = db_str(res, row, col + 1);
 	bk.session_id = b->session_id;
 	bk.patient_id = b->patient_id;
-	bk.pool = slots_pool_from_name(db_str(r->res, 0, 2));
-	bk.replayed = db_bool(r->res, 0, 6);
+	bk.pool = slots_pool_from_name(db_str(res, row, col + 2));
+	bk.replayed = db_bool(res, row, col + 6);
 	/* A replay reports what became of the booking since (e.g. cancelled). */
 	bk.status = bk.replayed && detail[0] ? (char *)detail : "booked";
-	bk.reserved_left = (uint32_t)db_i64(r->res, 0, 4);
-	bk.public_left = (uint32_t)db_i64(r->res, 0, 5);
+	bk.reserved_left = (uint32_t)db_i64(res, row, col + 4);
+	bk.public_left = (uint32_t)db_i64(res, row, col + 5);
 	bk.booked_by_institution = (char *)request_identity(req)->institution_id;
 	bk.referral_id = b->referral_id;
 	Referral__Response resp = REFERRAL__RESPONSE__INIT;
@@ -88,10 +84,37 @@ static void booked(void *arg, const struct db_result *r)
 	request_reply(req, &resp);
 }
 
-void handle_book(struct request *req)
+static void booked(void *arg, const struct db_result *r)
+{
+	struct request *req = arg;
+	if (r->outcome != DB_OK)
+		request_fail_db(req, r);
+	else
+		slots_book_answer(req, r->res, 0, 0);
+}
+
+void slots_book_single(struct request *req)
 {
 	const Referral__Book *b = req->msg->book;
 	const struct identity *id = request_identity(req);
+	struct db_params q = { 0 };
+	param_str(&q, id->community_id);
+	param_str(&q, id->terminal_id);
+	param_str(&q, id->institution_id);
+	param_str(&q, wire_role_name(id->role));
+	param_str(&q, id->practitioner_id);
+	param_i64(&q, b->session_id);
+	param_str(&q, b->patient_id);
+	param_str(&q, slots_pool_param(b->pool));
+	param_bool(&q, b->fallback_to_public);
+	param_opt(&q, b->referral_id);
+	param_str(&q, b->idempotency_key);
+	request_db(req, DB_STMT_BOOK, &q, booked);
+}
+
+void handle_book(struct request *req)
+{
+	const Referral__Book *b = req->msg->book;
 	const char *pool = slots_pool_param(b->pool);
 	if (!pool) {
 		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "pool",
@@ -114,19 +137,11 @@ void handle_book(struct request *req)
 			     "an idempotency key of 1..128 bytes is required");
 		return;
 	}
-	struct db_params q = { 0 };
-	param_str(&q, id->community_id);
-	param_str(&q, id->terminal_id);
-	param_str(&q, id->institution_id);
-	param_str(&q, wire_role_name(id->role));
-	param_str(&q, id->practitioner_id);
-	param_i64(&q, b->session_id);
-	param_str(&q, b->patient_id);
-	param_str(&q, pool);
-	param_bool(&q, b->fallback_to_public);
-	param_opt(&q, b->referral_id);
-	param_str(&q, b->idempotency_key);
-	request_db(req, DB_STMT_BOOK, &q, booked);
+	/* A booking for a referral locks the referral first: it goes alone. */
+	if (b->referral_id[0] || req->srv->cfg.booking_batch_max == 0)
+		slots_book_single(req);
+	else
+		book_batcher_submit(req->srv->book_batcher, req);
 }
 
 /* ---- cancel ------------------------------------------------------------------- */

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "admin_http.h"
+#include "book_batch.h"
 #include "port_file.h"
 #include "events.h"
 #include "release.h"
@@ -192,6 +193,7 @@ static void reload(struct server *srv)
 	config_free(&srv->cfg);
 	srv->cfg = next;
 	log_set_level(srv->cfg.log_level);
+	book_batcher_flush(srv->book_batcher);
 	db_pool_set_limits(srv->db, srv->cfg.db_queue_max, srv->cfg.db_queue_timeout_ms,
 			   srv->cfg.db_reconnect_max_ms);
 	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
@@ -374,6 +376,9 @@ static int setup(struct server *srv)
 	srv->db = srv->events ? db_pool_new(srv->base, &ps) : NULL;
 	if (!srv->db)
 		return -1;
+	srv->book_batcher = book_batcher_new(srv);
+	if (!srv->book_batcher)
+		return -1;
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
 	if (!srv->release || start_watchdog(srv) < 0)
 		return -1;
@@ -393,6 +398,7 @@ static void teardown(struct server *srv)
 	/* Answers what is still waiting on the database; their connections
 	 * are closed, so nothing is sent, and the reaper frees them. */
 	admin_http_free(srv->admin);
+	book_batcher_free(srv->book_batcher);
 	db_pool_free(srv->db);
 	event_hub_free(srv->events);
 	conn_reap(srv);

@@ -29,6 +29,7 @@ struct server {
 	struct evconnlistener *listener;
 	int bound_port;
 	struct db_pool *db;
+	struct book_batcher *book_batcher;
 	struct release_timer *release;
 	struct event_hub *events;
 	struct admin_http *admin;

@@ -41,6 +41,13 @@ struct slots_refusal {
 /* The error for a book_slot() outcome other than "booked"; NULL if unknown. */
 const struct slots_refusal *slots_book_refusal(const char *outcome);
 
+/* Answers a Book request from a book_slot() row: columns col.. of row are
+ * outcome, booking_id, pool, detail, reserved_left, public_left, replayed. */
+struct request;
+void slots_book_answer(struct request *req, const PGresult *res, int row, int col);
+/* Books a checked Book request on its own, through book_slot(). */
+void slots_book_single(struct request *req);
+
 #define SLOTS_PAGE_DEFAULT 50u
 #define SLOTS_PAGE_MAX 500u
 

@@ -20,7 +20,10 @@
 	X(frames_too_large, "frames whose length exceeded max_frame_bytes")    \
 	X(timeouts_handshake, "connections closed for not completing Hello")   \
 	X(timeouts_idle, "connections closed for being idle")                  \
-	X(events_pushed, "events pushed to subscribers")
+	X(events_pushed, "events pushed to subscribers")                      \
+	X(book_batches, "booking batches sent to the database (group commit)") \
+	X(book_batch_items, "Book requests sent in booking batches")           \
+	X(book_batch_fallbacks, "booking batches refused as a whole and retried one by one")
 
 struct server_stats {
 #define X(field, help) unsigned long long field;

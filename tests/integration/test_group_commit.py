@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""Group commit through the daemon (daemon/book_batch.c).
+
+Bookings that arrive together are committed together, and each is still
+answered on its own with the right outcome: a burst of bookings over a few
+small sessions is decided in far fewer transactions than requests, with
+exactly capacity bookings per session and the tables agreeing with the
+answers. A batch the database refuses as a whole is retried request by
+request, and the answers are the same as if nothing had happened."""
+
+import collections
+import unittest
+
+import harness
+from harness import pb
+from metrics_support import sample, scrape
+import slots_support as ss
+
+CONNECTIONS = 120
+SESSIONS = 6
+CAPACITY = 15
+RESERVED = 6
+BOOKERS = ("clinic", "clinic-b", "desk", "admin")
+
+
+def batch_counters(daemon):
+    fams = scrape(daemon)
+    return {name: sample(fams, f"referrald_{name}", f"referrald_{name}_total")
+            for name in ("book_batches", "book_batch_items", "book_batch_fallbacks")}
+
+
+class GroupCommitTest(ss.SlotsTestCase):
+    private_database = True
+    # One batch at a time: whatever arrives while it runs forms the next.
+    daemon_settings = {"booking_batches_in_flight": "1", "db_pool_size": "4",
+                       "handshake_timeout_ms": "120000", "max_connections": "1000",
+                       "log_level": "info"}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.community.cheap_tokens(BOOKERS)
+
+    def publish_sessions(self):
+        desk = self.authed("desk")
+        start = ss.future(days=4)
+        ids = []
+        for i in range(SESSIONS):
+            resp = desk.publish(capacity=CAPACITY, reserved_slots=RESERVED,
+                                start=start + i * 4 * ss.HOUR)
+            self.assertOk(resp, "publish")
+            ids.append(resp.publish.sessions[0].session_id)
+        return ids
+
+    def burst(self):
+        """CONNECTIONS bookings at once over the sessions; returns the
+        sessions, the requests and, per connection, its answers."""
+        sessions = self.publish_sessions()
+        names = [BOOKERS[i % len(BOOKERS)] for i in range(CONNECTIONS)]
+        swarm = ss.Swarm([(self.daemon.port, self.community[n]) for n in names], timeout=60)
+        self.addCleanup(swarm.close)
+        swarm.hello_all()
+        patients = self.community.patients(CONNECTIONS)
+        requests = [ss.book_request(sessions[i % SESSIONS], p, fallback=True, request_id=100 + i)
+                    for i, p in enumerate(patients)]
+        return sessions, requests, swarm.exchange(requests)
+
+    def check_answers(self, sessions, requests, answers):
+        """Exactly CAPACITY bookings per session, the rest FULL, and the
+        database holds exactly the acknowledged bookings."""
+        booked = collections.defaultdict(dict)
+        full = 0
+        for req, got in zip(requests, answers):
+            self.assertEqual(len(got), 1, got)
+            resp = got[0]
+            self.assertEqual(resp.request_id, req.request_id)
+            if resp.HasField("error"):
+                self.assertEqual(pb.ErrorCode.Name(resp.error.code), "FULL", resp)
+                full += 1
+                continue
+            b = resp.booking
+            self.assertEqual((b.session_id, b.patient_id, b.status, b.replayed),
+                             (req.book.session_id, req.book.patient_id, "booked", False))
+            booked[b.session_id][b.booking_id] = pb.Pool.Name(b.pool)[5:].lower()
+        self.assertEqual(full, CONNECTIONS - SESSIONS * CAPACITY)
+        for s in sessions:
+            self.assertEqual(len(booked[s]), CAPACITY, f"session {s}")
+            rows = self.community.bookings(s)
+            self.assertEqual({bid: pool for bid, (pool, _) in rows.items()}, booked[s],
+                             "the tables hold exactly the acknowledged bookings")
+        self.assertEqual(self.community.invariant_violations(), [])
+
+    def test_a_burst_is_committed_in_few_transactions(self):
+        before = batch_counters(self.daemon)
+        sessions, requests, answers = self.burst()
+        after = batch_counters(self.daemon)
+        self.check_answers(sessions, requests, answers)
+        batches = after["book_batches"] - before["book_batches"]
+        items = after["book_batch_items"] - before["book_batch_items"]
+        self.assertEqual(items, CONNECTIONS, "every booking went through a batch")
+        self.assertGreaterEqual(batches, 1)
+        # All were in flight at once and one batch runs at a time: they
+        # cannot each have had a transaction of their own.
+        self.assertLessEqual(batches, CONNECTIONS / 4, (batches, items))
+        self.assertEqual(after["book_batch_fallbacks"], before["book_batch_fallbacks"])
+
+    def test_a_refused_batch_is_retried_one_by_one(self):
+        # A trigger that refuses any insert of more than one booking at once:
+        # every batch of two or more fails as a whole, as a deadlock would.
+        self.community.psql("""
+CREATE FUNCTION refuse_bulk_booking() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT count(*) FROM new_rows) > 1 THEN
+        RAISE EXCEPTION 'bulk booking refused for the test' USING ERRCODE = '40P01';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER refuse_bulk_booking AFTER INSERT ON bookings
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION refuse_bulk_booking();
+""")
+        self.addCleanup(self.community.psql, """
+DROP TRIGGER refuse_bulk_booking ON bookings; DROP FUNCTION refuse_bulk_booking();""")
+        before = batch_counters(self.daemon)
+        sessions, requests, answers = self.burst()
+        after = batch_counters(self.daemon)
+        self.check_answers(sessions, requests, answers)
+        self.assertGreater(after["book_batch_fallbacks"], before["book_batch_fallbacks"],
+                           "at least one batch was refused and retried")
+        self.assertIn("booking one by one", self.daemon.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
