@@ -1,0 +1,258 @@
+#!/usr/bin/python3
+"""The schema and the daemon's statements stay ready to be distributed by
+community (Citus, docs/scaling.md), checked mechanically so that a later
+change cannot quietly break it.
+
+Against the catalog:
+  * every table is either community-scoped (has community_id) or one of the
+    named reference tables shared by all communities;
+  * a community-scoped table's primary key starts with community_id, every
+    unique or exclusion constraint of it includes community_id, and every
+    foreign key between community-scoped tables leads with community_id on
+    both sides; no reference table points at a community-scoped one.
+
+Against what the daemon runs: auto_explain logs the plan of every statement
+the daemon's sessions execute, nested ones (inside book_slot, refer_up, ...)
+included, while the test drives the booking and referral paths through the
+daemon. Every scan of a community-scoped table must be narrowed by
+community_id (to a value, or joined to another community-scoped table's
+community_id: a co-located join), except inside the few statements that
+work across communities by design (the release and housekeeping timers),
+named below. And every prepared statement of the daemon must have been seen,
+so that none escapes the check."""
+
+import datetime
+import json
+import os
+import re
+import unittest
+
+import harness
+from harness import pb
+import referrals_support as rs
+import slots_support as ss
+
+REFERENCE_TABLES = {"referral_transitions", "schema_migrations"}
+# Statements that visit every community on purpose: the timers. Citus runs
+# them on all workers; they are not on a request's path.
+CROSS_COMMUNITY_FUNCTIONS = ("release_due", "referral_housekeeping")
+CROSS_COMMUNITY_STATEMENTS = {"RELEASE_DUE", "REFERRAL_HOUSEKEEPING"}
+
+SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCOPED = re.compile(r"\bcommunity_id\b\s*=|=\s*\(?[\w.]*\bcommunity_id\b")
+SCAN_CONDITIONS = ("Index Cond", "Recheck Cond", "Filter", "TID Cond")
+JOIN_CONDITIONS = ("Hash Cond", "Merge Cond", "Join Filter")
+
+
+def daemon_statements():
+    """name -> SQL of every prepared statement in daemon/db_statements.h."""
+    with open(os.path.join(SOURCE_DIR, "daemon", "db_statements.h")) as f:
+        text = f.read()
+    out = {}
+    for m in re.finditer(r"X\((\w+),\s*\d+,((?:\s*\\?\s*\"(?:[^\"\\]|\\.)*\")+)\s*\)", text):
+        pieces = re.findall(r"\"((?:[^\"\\]|\\.)*)\"", m.group(2))
+        out[m.group(1)] = "".join(p.replace('\\"', '"') for p in pieces)
+    return out
+
+
+def logged_plans(log_text):
+    """The JSON plans auto_explain wrote: a header line ending in "plan:"
+    followed by the plan's lines, each starting with a tab."""
+    plans = []
+    lines = log_text.split("\n")
+    i = 0
+    while i < len(lines):
+        if re.search(r"LOG:\s+duration: [\d.]+ ms\s+plan:$", lines[i]):
+            body = []
+            i += 1
+            while i < len(lines) and lines[i].startswith("\t"):
+                body.append(lines[i][1:])
+                i += 1
+            plans.append(json.loads("\n".join(body)))
+            continue
+        i += 1
+    return plans
+
+
+def unscoped_scans(node, tables, join_conds=()):
+    """Scans of community-scoped tables under node not narrowed by community."""
+    found = []
+    conds = list(join_conds) + [node[k] for k in JOIN_CONDITIONS if k in node]
+    rel = node.get("Relation Name")
+    if rel in tables and node.get("Node Type", "").endswith("Scan"):
+        own = [node[k] for k in SCAN_CONDITIONS if k in node]
+        own += [c[k] for c in node.get("Plans", []) for k in SCAN_CONDITIONS if k in c]
+        if not any(SCOPED.search(c) for c in own + conds):
+            found.append(f"{node['Node Type']} on {rel}: {own + conds}")
+    for child in node.get("Plans", []):
+        found += unscoped_scans(child, tables, conds)
+    return found
+
+
+def normalise_sql(s):
+    return " ".join(s.split())
+
+
+class CatalogRules(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = harness.Postgres.shared()
+
+    def rows(self, sql):
+        out = self.pg.psql(sql)
+        return [line.split("|") for line in out.splitlines() if line]
+
+    def community_tables(self):
+        return {r[0] for r in self.rows("""
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+   AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                  AND a.attname = 'community_id' AND NOT a.attisdropped)""")}
+
+    def test_every_table_is_community_scoped_or_a_named_reference_table(self):
+        tables = {r[0] for r in self.rows("""
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')""")}
+        scoped = self.community_tables()
+        self.assertIn("bookings", scoped)
+        self.assertEqual(tables - scoped, REFERENCE_TABLES,
+                         "a new table must have community_id or be named a reference table")
+
+    def test_keys_and_unique_constraints_include_the_community(self):
+        bad = self.rows("""
+SELECT c.relname, con.conname, con.contype,
+       (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+          FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum)
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND con.contype IN ('p', 'u', 'x')
+   AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'community_id')
+   AND NOT (
+       -- primary keys lead with community_id; unique and exclusion
+       -- constraints contain it (with = for exclusion)
+       CASE con.contype
+         WHEN 'p' THEN (SELECT a.attname FROM pg_attribute a
+                         WHERE a.attrelid = c.oid AND a.attnum = con.conkey[1]) = 'community_id'
+         ELSE EXISTS (SELECT 1 FROM unnest(con.conkey) k(attnum) JOIN pg_attribute a
+                        ON a.attrelid = c.oid AND a.attnum = k.attnum
+                       WHERE a.attname = 'community_id')
+       END)""")
+        self.assertEqual(bad, [])
+        # Unique indexes made without a constraint obey the same rule.
+        bad_indexes = self.rows("""
+SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND i.indisunique
+   AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'community_id')
+   AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a
+                     ON a.attrelid = c.oid AND a.attnum = k.attnum WHERE a.attname = 'community_id')""")
+        self.assertEqual(bad_indexes, [])
+
+    def test_foreign_keys_lead_with_the_community(self):
+        fks = self.rows("""
+SELECT c.relname, con.conname, r.relname,
+       (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = con.conkey[1]),
+       (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum = con.confkey[1])
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND con.contype = 'f'""")
+        self.assertTrue(fks)
+        scoped = self.community_tables()
+        for table, name, ref, first, ref_first in fks:
+            if table in scoped and ref in scoped:
+                self.assertEqual((first, ref_first), ("community_id", "community_id"),
+                                 f"{table}.{name} -> {ref}")
+            self.assertFalse(table in REFERENCE_TABLES and ref in scoped,
+                             f"reference table {table} points at community table {ref}")
+
+
+class StatementsStayInOneCommunity(rs.ReferralsTestCase):
+    private_database = True
+    daemon_settings = {"release_interval_ms": "100", "db_pool_size": "3"}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # Plans of everything the daemon's sessions run in this database.
+        cls.pg.psql(f"""
+ALTER DATABASE "{cls.dbname}" SET session_preload_libraries = 'auto_explain';
+ALTER DATABASE "{cls.dbname}" SET auto_explain.log_min_duration = 0;
+ALTER DATABASE "{cls.dbname}" SET auto_explain.log_nested_statements = on;
+ALTER DATABASE "{cls.dbname}" SET auto_explain.log_format = 'json';""", dbname="postgres")
+        cls.daemon.stop()
+        cls.log_path = cls.pg.env["PGCLUSTER_LOG"]
+        cls.log_start = os.path.getsize(cls.log_path)
+        cls.daemon = ss.start_daemon(cls.pg, cls.dbname, cls.daemon_settings,
+                                     name="distribution_rules")
+        cls.addClassCleanup(cls.daemon.stop)
+
+    def answered(self, resp):
+        self.assertFalse(resp.HasField("error"), resp)
+        return resp
+
+    def drive_every_path(self):
+        """One of each request that reaches the database."""
+        desk, clinic = self.authed("desk"), self.authed("clinic")
+        start = ss.future(days=6)
+        pub = self.answered(desk.publish(capacity=6, reserved_slots=3, start=start))
+        self.answered(pub)
+        s = pub.publish.sessions[0].session_id
+        weekly = pb.WeeklyPattern(first_date=(self.community.today() + datetime.timedelta(days=2)).isoformat(), weeks=1, weekdays=[1, 3],
+                                  start_time="08:00", end_time="09:00")
+        self.answered(desk.publish(capacity=5, weekly=weekly))
+        self.answered(clinic.search())
+        patients = self.community.patients(4)
+        booked = self.answered(clinic.call(ss.book_request(s, patients[0])))
+        self.answered(clinic.call(ss.cancel_request(booked.booking.booking_id)))
+        self.answered(desk.call(pb.Request(list_bookings=pb.ListBookings(session_id=s))))
+        self.answered(desk.change_capacity(s, 8))
+        ref = self.refer_up(clinic=clinic, patient=patients[1], session_id=s)
+        # Whether these two succeed does not matter here: they ran.
+        self.assertTrue(clinic.call(ss.book_request(s, patients[2], referral=ref.referral_id)))
+        self.answered(desk.get(ref.referral_id))
+        self.answered(desk.history(ref.referral_id))
+        self.answered(desk.worklist())
+        self.move(desk, ref, pb.ACTION_ACCEPT, "accepted")
+        green = self.refer_up(clinic=clinic, patient=patients[3], urgency=pb.URGENCY_EMERGENCY)
+        self.assertTrue(desk.call(pb.Request(emergency_book=pb.EmergencyBook(
+            session_id=s, patient_id=patients[3], referral_id=green.referral_id,
+            reason="green channel"))))
+        self.refer_down(desk=desk)
+        self.stream("clinic", after_seq=0).take(1)
+        self.answered(desk.cancel_session(s))
+
+    def test_every_scan_of_community_data_names_the_community(self):
+        self.drive_every_path()
+        self.daemon.stop()
+        with open(self.log_path, errors="replace") as f:
+            f.seek(self.log_start)
+            plans = logged_plans(f.read())
+        self.assertGreater(len(plans), 50, "auto_explain logged the daemon's statements")
+
+        tables = set(CatalogRules.community_tables(self))
+        cross = "\n".join(self.pg.psql(
+            f"SELECT prosrc FROM pg_proc WHERE proname = '{name}'", dbname=self.dbname)
+            for name in CROSS_COMMUNITY_FUNCTIONS)
+        statements = daemon_statements()
+        by_text = {normalise_sql(sql): name for name, sql in statements.items()}
+        seen, problems = set(), []
+        for plan in plans:
+            text = normalise_sql(plan["Query Text"])
+            name = by_text.get(text)
+            if name:
+                seen.add(name)
+            if name in CROSS_COMMUNITY_STATEMENTS or (
+                    not name and normalise_sql(plan["Query Text"]) in normalise_sql(cross)):
+                continue
+            for scan in unscoped_scans(plan["Plan"], tables):
+                problems.append(f"{name or plan['Query Text'][:300]}\n    {scan}")
+        self.assertEqual(sorted(set(problems)), [], "statements that cross communities")
+        self.assertEqual(sorted(set(statements) - seen), [],
+                         "prepared statements the test did not see run")
+
+    rows = CatalogRules.rows
+
+
+if __name__ == "__main__":
+    unittest.main()
