@@ -38,6 +38,12 @@ static const struct setting settings[] = {
 	  "If set, the admin endpoint's bound port is written to this file once listening." },
 	{ "db_dsn", SET_STR, OFF(db_dsn), "dbname=referral", 0, 0, 0,
 	  "libpq connection string. Multi-host strings with target_session_attrs=read-write are supported." },
+	{ "db_replica_dsn", SET_STR, OFF(db_replica_dsn), "", 0, 0, 0,
+	  "libpq connection string of a streaming replica for session search and monitoring figures; empty: none." },
+	{ "db_replica_pool_size", SET_INT, OFF(db_replica_pool_size), "2", 1, 64, 0,
+	  "Number of connections to the replica." },
+	{ "db_replica_max_lag_ms", SET_INT, OFF(db_replica_max_lag_ms), "5000", 0, 3600000, 1,
+	  "Reads go to the replica only while it is at most this far behind the primary; otherwise to the primary." },
 	{ "db_pool_size", SET_INT, OFF(db_pool_size), "4", 1, 256, 0,
 	  "Number of PostgreSQL connections." },
 	{ "db_queue_max", SET_INT, OFF(db_queue_max), "4096", 1, 1000000, 1,
@@ -287,6 +293,12 @@ static void copy_value(struct config *to, const struct config *from, const struc
 	memcpy(dst, src, s->type == SET_INT ? sizeof(int) : sizeof(enum log_level));
 }
 
+/* Connection strings may hold a password: never logged, masked when printed. */
+static int holds_secret(const struct setting *s)
+{
+	return s->offset == OFF(db_dsn) || s->offset == OFF(db_replica_dsn);
+}
+
 void config_carry_restart_only(struct config *next, const struct config *cur)
 {
 	for (size_t i = 0; i < N_SETTINGS; i++) {
@@ -299,11 +311,11 @@ void config_carry_restart_only(struct config *next, const struct config *cur)
 		format_value(next, s, b, sizeof b);
 		if (s->live) {
 			log_info("reload: %s changed from '%s' to '%s'", s->name,
-				 strcmp(s->name, "db_dsn") ? a : "(hidden)", b);
+				 holds_secret(s) ? "(hidden)" : a, holds_secret(s) ? "(hidden)" : b);
 			continue;
 		}
 		log_warn("reload: %s changed but needs a restart; keeping '%s'", s->name,
-			 strcmp(s->name, "db_dsn") ? a : "(hidden)");
+			 holds_secret(s) ? "(hidden)" : a);
 		copy_value(next, cur, s);
 	}
 }
@@ -331,7 +343,7 @@ void config_print(FILE *out, const struct config *cfg)
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		char v[512];
 		format_value(cfg, &settings[i], v, sizeof v);
-		if (settings[i].offset == OFF(db_dsn))
+		if (holds_secret(&settings[i]))
 			mask_password(v, sizeof v);
 		fprintf(out, "%s = %s\n", settings[i].name, v);
 	}

@@ -37,6 +37,9 @@ struct config {
 	int events_poll_ms;
 	int booking_batch_max;
 	int booking_batches_in_flight;
+	char *db_replica_dsn;
+	int db_replica_pool_size;
+	int db_replica_max_lag_ms;
 	enum log_level log_level;
 };
 

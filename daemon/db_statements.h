@@ -83,6 +83,10 @@
 	  " AND ($5::boolean OR b.status = 'booked')"                          \
 	  " AND (lower(b.period), b.booking_id) > (to_timestamp($6::bigint), $7::uuid)" \
 	  " ORDER BY lower(b.period), b.booking_id LIMIT $8::integer")          \
+	/* The primary's WAL position, or a standby's replayed one (replica.c). */ \
+	X(WAL_POSITION, 0,                                                      \
+	  "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() " \
+	  "ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint")              \
 	X(RELEASE_DUE, 1,                                                       \
 	  "SELECT community_id, session_id, released_count FROM release_due($1::integer)") \
 	X(REFER_UP, 15,                                                         \

@@ -407,5 +407,6 @@ void handle_search(struct request *req)
 	param_i64(&q, after_secs);
 	param_str(&q, after_id);
 	param_i64(&q, slots_page_size(s->page_size));
-	request_db(req, DB_STMT_SEARCH_SESSIONS, &q, searched);
+	/* A slot shown free may be gone: Book decides, on the primary. */
+	request_db_read(req, DB_STMT_SEARCH_SESSIONS, &q, searched);
 }

@@ -28,6 +28,7 @@
 #include "port_file.h"
 #include "events.h"
 #include "release.h"
+#include "replica.h"
 #include "server.h"
 #include "token.h"
 
@@ -379,6 +380,10 @@ static int setup(struct server *srv)
 	srv->book_batcher = book_batcher_new(srv);
 	if (!srv->book_batcher)
 		return -1;
+	int replica_failed;
+	srv->replica = replica_start(srv, &replica_failed);
+	if (replica_failed)
+		return -1;
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
 	if (!srv->release || start_watchdog(srv) < 0)
 		return -1;
@@ -399,6 +404,7 @@ static void teardown(struct server *srv)
 	 * are closed, so nothing is sent, and the reaper frees them. */
 	admin_http_free(srv->admin);
 	book_batcher_free(srv->book_batcher);
+	replica_free(srv->replica);
 	db_pool_free(srv->db);
 	event_hub_free(srv->events);
 	conn_reap(srv);

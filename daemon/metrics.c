@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "db.h"
 #include "dispatch.h"
+#include "replica.h"
 #include "server.h"
 #include "wire.h"
 
@@ -138,6 +139,19 @@ static void render_database(struct server *srv, struct evbuffer *out)
 	evbuffer_add_printf(out, "referrald_db_connects_total %llu\n", st.reconnects_total);
 }
 
+/* Only with a replica configured (replica.h). */
+static void render_replica(struct server *srv, struct evbuffer *out)
+{
+	if (!srv->replica)
+		return;
+	gauge(out, "referrald_replica_usable",
+	      "1 while reads that tolerate staleness go to the replica, 0 while they go to the primary.",
+	      replica_usable(srv->replica));
+	gauge(out, "referrald_replica_staleness_seconds",
+	      "How far the replica's data is behind now (-1: not known yet).",
+	      replica_staleness_s(srv->replica));
+}
+
 void metrics_render(struct server *srv, struct evbuffer *out)
 {
 	header(out, "referrald_build_info", "gauge", "Always 1; the labels say what runs.");
@@ -150,4 +164,5 @@ void metrics_render(struct server *srv, struct evbuffer *out)
 	render_counters(srv, out);
 	render_connections(srv, out);
 	render_database(srv, out);
+	render_replica(srv, out);
 }

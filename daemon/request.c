@@ -11,6 +11,7 @@
 #include "db_params.h"
 #include "dispatch.h"
 #include "log.h"
+#include "replica.h"
 #include "server.h"
 #include "wire.h"
 
@@ -127,12 +128,25 @@ void request_fail_db(struct request *req, const struct db_result *r)
 		     r->sqlstate);
 }
 
-void request_db(struct request *req, int stmt, const struct db_params *p,
-		void (*done)(void *req, const struct db_result *r))
+static void request_db_on(struct request *req, struct db_pool *pool, int stmt,
+			  const struct db_params *p,
+			  void (*done)(void *req, const struct db_result *r))
 {
 	enum db_outcome refused;
-	if (db_exec(req->srv->db, (enum db_stmt)stmt, p->n, p->v, done, req, &refused) < 0) {
+	if (db_exec(pool, (enum db_stmt)stmt, p->n, p->v, done, req, &refused) < 0) {
 		struct db_result r = { .outcome = refused, .column = "" };
 		request_fail_db(req, &r);
 	}
+}
+
+void request_db(struct request *req, int stmt, const struct db_params *p,
+		void (*done)(void *req, const struct db_result *r))
+{
+	request_db_on(req, req->srv->db, stmt, p, done);
+}
+
+void request_db_read(struct request *req, int stmt, const struct db_params *p,
+		     void (*done)(void *req, const struct db_result *r))
+{
+	request_db_on(req, replica_read_pool(req->srv), stmt, p, done);
 }

@@ -40,6 +40,11 @@ struct db_params;
 void request_db(struct request *req, int stmt, const struct db_params *p,
 		void (*done)(void *req, const struct db_result *r));
 
+/* The same for a read that tolerates the replica's bounded staleness
+ * (replica.h): search and monitoring figures, never a booking's decision. */
+void request_db_read(struct request *req, int stmt, const struct db_params *p,
+		     void (*done)(void *req, const struct db_result *r));
+
 static inline const struct identity *request_identity(const struct request *req)
 {
 	return &req->conn->ident;

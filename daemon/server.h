@@ -30,6 +30,7 @@ struct server {
 	int bound_port;
 	struct db_pool *db;
 	struct book_batcher *book_batcher;
+	struct replica *replica;   /* NULL without db_replica_dsn */
 	struct release_timer *release;
 	struct event_hub *events;
 	struct admin_http *admin;

@@ -17,6 +17,10 @@
 #   pgstart DIR          start a stopped cluster on the same port and socket
 #                        directory (fails if the port was taken meanwhile).
 #   status DIR           exit 0 if the server is running, 3 if not.
+#   standby DIR PRIMARY  a streaming-replication standby of the cluster in
+#                        directory PRIMARY (pg_basebackup -R), started on
+#                        a free port of its own; prints DIR/env. Read-only
+#                        until promoted (pg_ctl promote -D DIR/data).
 #
 # DIR/env (shell-sourceable) exports PGHOST (socket directory), PGPORT,
 # PGUSER=postgres, PGDATABASE=referral, REFERRAL_DSN (TCP on 127.0.0.1),
@@ -58,6 +62,7 @@ usage: $PROG start DIR
        $PROG pgstop DIR [fast|immediate]
        $PROG pgstart DIR
        $PROG status DIR
+       $PROG standby DIR PRIMARY_DIR
 EOF
     exit 2
 }
@@ -414,6 +419,33 @@ cmd_remove() {
     fi
 }
 
+cmd_standby() {
+    local primary penv pport
+    primary=$(realpath -m -- "$1")
+    penv=$primary/env
+    [[ -f $penv ]] || die "no cluster env file in $primary"
+    pport=$(sed -n 's/^export PGPORT=//p' -- "$penv")
+    mkdir -p -- "$DIR"
+    lock_dir
+    choose_runas
+    [[ -z $RUNAS ]] || chown "$RUNAS:" -- "$DIR"
+    : >"$MARK"
+    if ! have_cluster; then
+        if ! pg pg_basebackup -h 127.0.0.1 -p "$pport" -U postgres -D "$DATA" -R \
+            -X stream --checkpoint=fast >"$DIR/basebackup.log" 2>&1; then
+            cat -- "$DIR/basebackup.log" >&2
+            die "pg_basebackup from $primary failed"
+        fi
+        # The copy carries the primary's port and socket: pick our own.
+        rm -f -- "$CONF"
+    fi
+    if ! is_running; then
+        start_server yes
+    fi
+    write_env
+    printf '%s\n' "$ENVF"
+}
+
 cmd_status() {
     [[ -d $DIR ]] || return 3
     choose_runas
@@ -433,6 +465,7 @@ main() {
     pgstop) (($# <= 3)) || usage; cmd_stop "$mode" ;;
     pgstart) (($# == 2)) || usage; cmd_pgstart ;;
     status) (($# == 2)) || usage; cmd_status ;;
+    standby) (($# == 3)) || usage; cmd_standby "$3" ;;
     *) usage ;;
     esac
 }
