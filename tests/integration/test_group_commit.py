@@ -33,6 +33,7 @@ class GroupCommitTest(ss.SlotsTestCase):
     private_database = True
     # One batch at a time: whatever arrives while it runs forms the next.
     daemon_settings = {"booking_batches_in_flight": "1", "db_pool_size": "4",
+                       "db_queue_timeout_ms": "60000",
                        "handshake_timeout_ms": "120000", "max_connections": "1000",
                        "log_level": "info"}
 

@@ -31,16 +31,20 @@ BOOKERS = ("clinic", "clinic-b", "desk", "admin")
 
 class ManyDaemonsTest(rs.ReferralsTestCase):
     private_database = True
+    # Hundreds of handshakes at once (cheap tokens, but still a database
+    # lookup each): a long wait for a connection rather than UNAVAILABLE.
+    daemon_settings = {"release_interval_ms": "100", "handshake_timeout_ms": "120000",
+                       "max_connections": "1000", "db_pool_size": "4", "log_level": "info",
+                       "db_queue_timeout_ms": "60000"}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.community.cheap_tokens(BOOKERS)
-        settings = {"release_interval_ms": "100", "handshake_timeout_ms": "120000",
-                    "max_connections": "1000", "db_pool_size": "4", "log_level": "info"}
         cls.daemons = [cls.daemon]
         for i in range(1, DAEMONS):
-            d = ss.start_daemon(cls.pg, cls.dbname, settings, name=f"many_daemons_{i}")
+            d = ss.start_daemon(cls.pg, cls.dbname, cls.daemon_settings,
+                                name=f"many_daemons_{i}")
             cls.addClassCleanup(d.stop)
             cls.daemons.append(d)
 

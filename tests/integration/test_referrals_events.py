@@ -202,7 +202,9 @@ class SubscriptionTest(rs.ReferralsTestCase):
     subscription per connection, never closed as idle, and events found by
     the poll when no notification comes."""
     own_community = True
-    daemon_settings = {"idle_timeout_ms": "600", "events_poll_ms": "300"}
+    # Short, but not so short that a loaded machine idles out a connection
+    # between two steps of a test.
+    daemon_settings = {"idle_timeout_ms": "2000", "events_poll_ms": "300"}
 
     def test_replay_from_the_first_and_from_now(self):
         # (Fresh connections throughout: the idle timeout is short here.)
