@@ -58,10 +58,11 @@ static void csv_field(const char *s, int last)
 
 static const char *const csv_header[] = {
 	"stay_id", "patient_id", "institution_id", "level", "scheme", "referral_id",
-	"referral_direction", "referral_from", "admitted_at", "discharged_at", "decided_at",
-	"policy_version", "policy", "window_days", "previous_stay_id", "gap_days", "chain_id",
-	"chain_position", "chain", "chain_paid_fen", "own_deductible_fen", "due_fen", "waived_fen",
-	"rule", "reversed", "reversed_at", "reversal_reason", "explanation",
+	"referral_direction", "referral_from", "referral_from_in_network", "admitted_at",
+	"discharged_at", "decided_at", "policy_version", "policy", "window_days",
+	"previous_stay_id", "gap_days", "chain_id", "chain_position", "chain", "chain_paid_fen",
+	"own_deductible_fen", "due_fen", "waived_fen", "rule", "reversed", "reversed_at",
+	"reversal_reason", "explanation",
 };
 #define CSV_COLUMNS (sizeof csv_header / sizeof csv_header[0])
 
@@ -97,7 +98,8 @@ static void print_csv_row(const Referral__Deductible *d)
 	snprintf(waived, sizeof waived, d->amount_configured ? "%lld" : "", (long long)d->waived_fen);
 	const char *fields[CSV_COLUMNS] = {
 		d->stay_id, d->patient_id, d->institution_id, d->level, d->scheme, d->referral_id,
-		d->referral_direction, d->referral_from, admitted, discharged, decided, version,
+		d->referral_direction, d->referral_from,
+		d->referral_id[0] ? (d->referral_from_in_network ? "true" : "false") : "", admitted, discharged, decided, version,
 		d->policy, window, d->previous_stay_id, gap, d->chain_id, position, chain, paid, own,
 		due, waived, d->rule, d->reversed ? "true" : "false", reversed, d->reversal_reason,
 		d->explanation,

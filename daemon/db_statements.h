@@ -37,7 +37,8 @@
  * last one is the page key. */
 #define DEDUCTIBLE_COLS                                                         \
 	"w.stay_id, w.patient_id, w.institution_id, w.level, w.scheme, "          \
-	"w.referral_id, w.referral_direction, w.referral_from, w.admitted_epoch, " \
+	"w.referral_id, w.referral_direction, w.referral_from, "                   \
+	"w.referral_from_in_network, w.admitted_epoch, "                          \
 	"w.discharged_epoch, w.decided_epoch, w.policy_version, w.policy, "       \
 	"w.window_days, w.previous_stay_id, w.previous_discharged_epoch, "        \
 	"w.gap_days, w.chain_id, w.chain_position, w.chain, w.chain_paid_fen, "   \

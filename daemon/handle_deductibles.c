@@ -118,7 +118,7 @@ static int fill_chain(struct deductible_row *x, const char *text)
 }
 
 /* Column of DEDUCTIBLE_COLS after the decision's own: the page key. */
-#define DEDUCTIBLE_SORT_COL 32
+#define DEDUCTIBLE_SORT_COL 33
 
 /* Fills x from the DEDUCTIBLE_COLS of a row, starting at column `first`. */
 static int deductible_fill(struct deductible_row *x, const PGresult *res, int row, int first)
@@ -135,6 +135,7 @@ static int deductible_fill(struct deductible_row *x, const PGresult *res, int ro
 	d->referral_id = db_str(res, row, c++);
 	d->referral_direction = db_str(res, row, c++);
 	d->referral_from = db_str(res, row, c++);
+	d->referral_from_in_network = db_bool(res, row, c++);
 	d->admitted_at = db_i64(res, row, c++);
 	d->discharged_at = db_i64(res, row, c++);
 	d->decided_at = db_i64(res, row, c++);

@@ -735,6 +735,7 @@ SELECT s.community_id, s.stay_id, s.patient_id, s.institution_id, s.level::text 
        s.scheme::text AS scheme, coalesce(s.referral_id::text, '') AS referral_id,
        coalesce(d.referral_direction::text, '') AS referral_direction,
        coalesce(d.referral_from, '') AS referral_from,
+       coalesce(d.referral_from_in_network, false) AS referral_from_in_network,
        extract(epoch FROM s.admitted_at)::bigint AS admitted_epoch,
        coalesce(extract(epoch FROM s.discharged_at)::bigint, 0) AS discharged_epoch,
        extract(epoch FROM d.decided_at)::bigint AS decided_epoch,
