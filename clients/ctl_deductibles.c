@@ -78,6 +78,16 @@ static void chain_text(char *buf, size_t len, const Referral__Deductible *d)
 	}
 }
 
+/* An amount of the decision; empty, not 0, when nothing was decided (no
+ * amount configured for the stay's level and scheme). */
+static void fen_cell(char *buf, size_t len, const Referral__Deductible *d, int64_t fen)
+{
+	if (d->amount_configured)
+		snprintf(buf, len, "%lld", (long long)fen);
+	else
+		buf[0] = '\0';
+}
+
 static void print_csv_row(const Referral__Deductible *d)
 {
 	char admitted[40], discharged[40], decided[40], reversed[40], chain[4096];
@@ -89,20 +99,23 @@ static void print_csv_row(const Referral__Deductible *d)
 	chain_text(chain, sizeof chain, d);
 	snprintf(version, sizeof version, "%u", d->policy_version);
 	snprintf(window, sizeof window, "%u", d->window_days);
-	snprintf(gap, sizeof gap, d->gap_days < 0 ? "" : "%d", d->gap_days);
+	gap[0] = '\0';   /* -1: no previous stay */
+	if (d->gap_days >= 0)
+		snprintf(gap, sizeof gap, "%d", d->gap_days);
 	snprintf(position, sizeof position, "%u", d->chain_position);
 	snprintf(paid, sizeof paid, "%lld", (long long)d->chain_paid_fen);
-	/* Nothing decided (no amount configured): empty, not 0. */
-	snprintf(own, sizeof own, d->amount_configured ? "%lld" : "", (long long)d->own_deductible_fen);
-	snprintf(due, sizeof due, d->amount_configured ? "%lld" : "", (long long)d->due_fen);
-	snprintf(waived, sizeof waived, d->amount_configured ? "%lld" : "", (long long)d->waived_fen);
+	fen_cell(own, sizeof own, d, d->own_deductible_fen);
+	fen_cell(due, sizeof due, d, d->due_fen);
+	fen_cell(waived, sizeof waived, d, d->waived_fen);
+	const char *in_network = "";
+	if (d->referral_id[0])
+		in_network = d->referral_from_in_network ? "true" : "false";
 	const char *fields[CSV_COLUMNS] = {
 		d->stay_id, d->patient_id, d->institution_id, d->level, d->scheme, d->referral_id,
-		d->referral_direction, d->referral_from,
-		d->referral_id[0] ? (d->referral_from_in_network ? "true" : "false") : "", admitted, discharged, decided, version,
-		d->policy, window, d->previous_stay_id, gap, d->chain_id, position, chain, paid, own,
-		due, waived, d->rule, d->reversed ? "true" : "false", reversed, d->reversal_reason,
-		d->explanation,
+		d->referral_direction, d->referral_from, in_network, admitted, discharged, decided,
+		version, d->policy, window, d->previous_stay_id, gap, d->chain_id, position, chain,
+		paid, own, due, waived, d->rule, d->reversed ? "true" : "false", reversed,
+		d->reversal_reason, d->explanation,
 	};
 	for (size_t i = 0; i < CSV_COLUMNS; i++)
 		csv_field(fields[i], i + 1 == CSV_COLUMNS);

@@ -12,6 +12,7 @@
 #include "db_params.h"
 #include "db_row.h"
 #include "dispatch.h"
+#include "referrals.h"
 #include "server.h"
 #include "slots.h"
 #include "wire.h"
@@ -35,16 +36,6 @@ static int name_known(const char *const *list, size_t n, const char *s)
 /* At most one amount per level and scheme. */
 #define MAX_AMOUNTS (sizeof levels / sizeof levels[0] * sizeof schemes / sizeof schemes[0])
 #define WINDOW_DAYS_MAX 366
-
-/* ---- argument checks -------------------------------------------------------------- */
-
-static int need_uuid(struct request *req, const char *value, const char *field, int optional)
-{
-	if ((optional && value[0] == '\0') || slots_is_uuid(value))
-		return 1;
-	request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, field, "%s must be a uuid", field);
-	return 0;
-}
 
 /* ---- rows -------------------------------------------------------------------------- */
 
@@ -197,14 +188,9 @@ void handle_record_stay(struct request *req)
 {
 	const Referral__RecordStay *s = req->msg->record_stay;
 	const struct identity *id = request_identity(req);
-	size_t keylen = strlen(s->idempotency_key);
-	if (keylen == 0 || keylen > 128) {
-		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "idempotency_key",
-			     "an idempotency key of 1..128 bytes is required");
-		return;
-	}
-	if (!need_uuid(req, s->patient_id, "patient_id", 0) ||
-	    !need_uuid(req, s->referral_id, "referral_id", 1))
+	/* The idempotency key is checked where it is claimed, in record_stay(). */
+	if (!referrals_need_uuid(req, s->patient_id, "patient_id", 0) ||
+	    !referrals_need_uuid(req, s->referral_id, "referral_id", 1))
 		return;
 	if (s->scheme[0] && !KNOWN(schemes, s->scheme)) {
 		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "scheme",
@@ -226,17 +212,26 @@ void handle_record_stay(struct request *req)
 	request_db(req, DB_STMT_RECORD_STAY, &q, deductible_answered);
 }
 
+/* DischargeStay and ReverseStay: the caller, its scope and the stay; the
+ * caller adds the request's own value. */
+static int stay_change_params(struct request *req, const char *stay_id, struct db_params *q)
+{
+	const struct identity *id = request_identity(req);
+	if (!referrals_need_uuid(req, stay_id, "stay_id", 0))
+		return 0;
+	param_str(q, id->community_id);
+	param_str(q, id->terminal_id);
+	param_str(q, request_scope(req));
+	param_str(q, stay_id);
+	return 1;
+}
+
 void handle_discharge_stay(struct request *req)
 {
 	const Referral__DischargeStay *s = req->msg->discharge_stay;
-	const struct identity *id = request_identity(req);
-	if (!need_uuid(req, s->stay_id, "stay_id", 0))
-		return;
 	struct db_params q = { 0 };
-	param_str(&q, id->community_id);
-	param_str(&q, id->terminal_id);
-	param_str(&q, request_scope(req));
-	param_str(&q, s->stay_id);
+	if (!stay_change_params(req, s->stay_id, &q))
+		return;
 	param_i64(&q, s->discharged_at);
 	request_db(req, DB_STMT_DISCHARGE_STAY, &q, deductible_answered);
 }
@@ -244,14 +239,9 @@ void handle_discharge_stay(struct request *req)
 void handle_reverse_stay(struct request *req)
 {
 	const Referral__ReverseStay *s = req->msg->reverse_stay;
-	const struct identity *id = request_identity(req);
-	if (!need_uuid(req, s->stay_id, "stay_id", 0))
-		return;
 	struct db_params q = { 0 };
-	param_str(&q, id->community_id);
-	param_str(&q, id->terminal_id);
-	param_str(&q, request_scope(req));
-	param_str(&q, s->stay_id);
+	if (!stay_change_params(req, s->stay_id, &q))
+		return;
 	param_str(&q, s->reason);
 	request_db(req, DB_STMT_REVERSE_STAY, &q, deductible_answered);
 }
@@ -262,7 +252,7 @@ void handle_get_deductible(struct request *req)
 {
 	const Referral__GetDeductible *g = req->msg->get_deductible;
 	const struct identity *id = request_identity(req);
-	if (!need_uuid(req, g->stay_id, "stay_id", 0))
+	if (!referrals_need_uuid(req, g->stay_id, "stay_id", 0))
 		return;
 	struct db_params q = { 0 };
 	param_str(&q, id->community_id);
@@ -332,8 +322,8 @@ void handle_list_deductibles(struct request *req)
 			     "not a page token from this server");
 		return;
 	}
-	if (!need_uuid(req, l->patient_id, "patient_id", 1) ||
-	    !need_uuid(req, l->referral_id, "referral_id", 1))
+	if (!referrals_need_uuid(req, l->patient_id, "patient_id", 1) ||
+	    !referrals_need_uuid(req, l->referral_id, "referral_id", 1))
 		return;
 	if (l->since && l->until && l->until <= l->since) {
 		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "until",

@@ -104,7 +104,8 @@ class ReversalTest(ds.DeductiblesTestCase):
         self.assertError(billing.record_stay(p, referral=ref_id), pb.CONFLICT, field="referral_id")
         # Through DischargeStay only once the referral has moved on.
         self.assertError(billing.discharge_stay(wrong), pb.FAILED_PRECONDITION, field="stay_id")
-        self.assertDeductible(billing.reverse_stay(wrong, reason="admitted as resident, is employee"))
+        self.assertDeductible(billing.reverse_stay(wrong,
+                                                   reason="admitted as resident, is employee"))
         right = self.assertDeductible(billing.record_stay(
             p, referral=ref_id, scheme="employee", admitted_at=self.decision(wrong).admitted_at))
         self.assertNotEqual(right.stay_id, wrong)
