@@ -61,8 +61,8 @@ static int unexpected(const char *cmd, const char *arg)
 }
 
 /* A whole number in [min, max], digits only; -1 after a usage message. */
-static int parse_range(const char *cmd, const char *s, unsigned long long min,
-		       unsigned long long max, unsigned long long *out)
+int ctl_parse_range(const char *cmd, const char *s, unsigned long long min,
+		    unsigned long long max, unsigned long long *out)
 {
 	char *end;
 	errno = 0;
@@ -79,7 +79,7 @@ static int parse_range(const char *cmd, const char *s, unsigned long long min,
 static int parse_u32(const char *cmd, const char *s, uint32_t min, uint32_t *out)
 {
 	unsigned long long v;
-	if (parse_range(cmd, s, min, UINT32_MAX, &v) < 0)
+	if (ctl_parse_range(cmd, s, min, UINT32_MAX, &v) < 0)
 		return -1;
 	*out = (uint32_t)v;
 	return 0;
@@ -89,7 +89,7 @@ static int parse_u32(const char *cmd, const char *s, uint32_t min, uint32_t *out
 static int parse_id(const char *cmd, const char *s, int64_t *out)
 {
 	unsigned long long v;
-	if (parse_range(cmd, s, 1, INT64_MAX, &v) < 0)
+	if (ctl_parse_range(cmd, s, 1, INT64_MAX, &v) < 0)
 		return -1;
 	*out = (int64_t)v;
 	return 0;
@@ -161,7 +161,7 @@ static int parse_date(const char *s)
  * the request goes out: when the outcome is unknown (timeout, UNAVAILABLE),
  * the retry passes it and cannot refer the patient twice.
  */
-static void default_key(const char *cmd, char **key, char *buf, size_t len)
+void ctl_default_key(const char *cmd, char **key, char *buf, size_t len)
 {
 	if ((*key)[0])
 		return;
@@ -228,7 +228,7 @@ static int send_refer_up(struct ctl *ctl, Referral__ReferUp *u, int slot_options
 		return ctl_usage_error("refer up", "--patient, --to, --diagnosis and --reason are required");
 	if (slot_options && !u->session_id)
 		return ctl_usage_error("refer up", "--pool, --fallback and --wait-if-full go with --session");
-	default_key("refer up", &u->idempotency_key, key, sizeof key);
+	ctl_default_key("refer up", &u->idempotency_key, key, sizeof key);
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_REFER_UP;
 	req.refer_up = u;
@@ -289,7 +289,7 @@ static int send_refer_down(struct ctl *ctl, Referral__ReferDown *d)
 				       "--care-plan and --follow-up-due are required");
 	if (parse_date(d->follow_up_due) < 0)
 		return CTL_ERR_USAGE;
-	default_key("refer down", &d->idempotency_key, key, sizeof key);
+	ctl_default_key("refer down", &d->idempotency_key, key, sizeof key);
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_REFER_DOWN;
 	req.refer_down = d;
@@ -669,7 +669,7 @@ int cmd_watch(struct ctl *ctl, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "-a:", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'a':
-			if (parse_range("watch", optarg, 0, INT64_MAX, &after) < 0)
+			if (ctl_parse_range("watch", optarg, 0, INT64_MAX, &after) < 0)
 				return CTL_ERR_USAGE;
 			s.after_seq = after;
 			s.from_now = 0;

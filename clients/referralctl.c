@@ -180,6 +180,19 @@ static const struct command commands[] = {
 	{ "history", cmd_history, "REFERRAL", "the course of a referral, one line per move" },
 	{ "watch", cmd_watch, "[--after SEQ]",
 	  "print live events until Ctrl-C (default: replay from the first)" },
+	{ "deductibles", cmd_deductibles,
+	  "[--since T] [--until T] [--patient P] [--referral R] [--live]" ARGS_NL
+	  "[--format text|csv|json]",
+	  "deductible decisions of stays admitted in a period, with the total waived (billing)" },
+	{ "stay", cmd_stay,
+	  "admit --patient P [--scheme resident|employee] [--admitted T] [--discharged T]" ARGS_NL
+	  "   [--institution I] [--referral R] [--key K]" ARGS_NL
+	  "discharge STAY [--at T];  reverse STAY --reason TEXT;  show STAY",
+	  "record an inpatient stay without a referral, discharge or reverse one (billing)" },
+	{ "deductible-policy", cmd_deductible_policy,
+	  "[show [--version N]]" ARGS_NL
+	  "set --policy waive|continuous|none --window DAYS [--amount LEVEL:SCHEME=FEN ...]",
+	  "the community's deductible policy, or set it (admin)" },
 };
 
 static void usage(FILE *out)

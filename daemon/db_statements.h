@@ -32,6 +32,25 @@
 	"w.escalated, w.follow_up_overdue, w.patient_display, w.booking_status, " \
 	"w.slot_starts_epoch, w.urgency_rank, w.created_micros"
 
+/* The columns every statement returning deductible decisions yields, in the
+ * order deductible_fill() reads them (from the view deductible_wire w); the
+ * last one is the page key. */
+#define DEDUCTIBLE_COLS                                                         \
+	"w.stay_id, w.patient_id, w.institution_id, w.level, w.scheme, "          \
+	"w.referral_id, w.referral_direction, w.referral_from, "                   \
+	"w.referral_from_in_network, w.admitted_epoch, "                          \
+	"w.discharged_epoch, w.decided_epoch, w.policy_version, w.policy, "       \
+	"w.window_days, w.previous_stay_id, w.previous_discharged_epoch, "        \
+	"w.gap_days, w.chain_id, w.chain_position, w.chain, w.chain_paid_fen, "   \
+	"w.amount_configured, w.own_deductible_fen, w.due_fen, w.waived_fen, "    \
+	"w.rule, w.explanation, w.reversed, w.reversed_epoch, w.reversal_reason, " \
+	"w.reversed_by, w.recorded_by, w.admitted_micros"
+
+/* The columns of a deductible policy version (view deductible_policy_wire p). */
+#define POLICY_COLS                                                             \
+	"p.version, p.effective_epoch, p.policy, p.window_days, p.amounts, "      \
+	"p.set_by, p.latest_version"
+
 /* X(ENUM_SUFFIX, number of parameters, SQL) */
 #define DB_STATEMENTS(X)                                                        \
 	X(TERMINAL_LOOKUP, 2,                                                   \
@@ -132,7 +151,41 @@
 	  " AND e.seq > $3::bigint AND ($2 = '' OR e.from_institution = $2 OR e.to_institution = $2)" \
 	  " ORDER BY e.seq LIMIT $4::integer) e ON true")                        \
 	X(REFERRAL_HOUSEKEEPING, 1,                                             \
-	  "SELECT community_id, referral_id, what FROM referral_housekeeping($1::integer)")
+	  "SELECT community_id, referral_id, what FROM referral_housekeeping($1::integer)") \
+	X(RECORD_STAY, 11,                                                      \
+	  "SELECT m.replayed, " DEDUCTIBLE_COLS " FROM record_stay($1, $2, $3, $4, $5, " \
+	  "$6::uuid, $7, $8::bigint, $9::bigint, $10::uuid, $11) m,"            \
+	  " LATERAL deductible_wire_of($1, m.stay_id) w")                        \
+	X(DISCHARGE_STAY, 5,                                                    \
+	  "SELECT m.replayed, " DEDUCTIBLE_COLS " FROM discharge_stay($1, $2, $3, $4::uuid, " \
+	  "$5::bigint) m, LATERAL deductible_wire_of($1, m.stay_id) w")           \
+	X(REVERSE_STAY, 5,                                                      \
+	  "SELECT m.replayed, " DEDUCTIBLE_COLS " FROM reverse_stay($1, $2, $3, $4::uuid, $5) m," \
+	  " LATERAL deductible_wire_of($1, m.stay_id) w")                        \
+	X(GET_DEDUCTIBLE, 3,                                                    \
+	  "SELECT false, " DEDUCTIBLE_COLS " FROM deductible_wire w WHERE w.community_id = $1" \
+	  " AND w.stay_id = $2::uuid AND ($3 = '' OR w.institution_id = $3)")   \
+	X(LIST_DEDUCTIBLES, 10,                                                 \
+	  "WITH m AS (SELECT * FROM deductible_wire w WHERE w.community_id = $1" \
+	  " AND ($2 = '' OR w.institution_id = $2)"                             \
+	  " AND ($3 = '' OR w.patient_id = nullif($3, '')::uuid)"               \
+	  " AND ($4 = '' OR w.referral_id = $4)"                                \
+	  " AND ($5::bigint = 0 OR w.admitted_at >= to_timestamp($5::bigint))"  \
+	  " AND ($6::bigint = 0 OR w.admitted_at < to_timestamp($6::bigint))"   \
+	  " AND (NOT $7::boolean OR NOT w.reversed)),"                          \
+	  " t AS (SELECT count(*) AS n, coalesce(sum(m.due_fen) FILTER (WHERE NOT m.reversed), 0) AS due," \
+	  " coalesce(sum(m.waived_fen) FILTER (WHERE NOT m.reversed), 0) AS waived FROM m)" \
+	  " SELECT t.n, t.due, t.waived, " DEDUCTIBLE_COLS " FROM t LEFT JOIN LATERAL" \
+	  " (SELECT * FROM m WHERE (m.admitted_micros, m.stay_id) > ($8::bigint, $9::uuid)" \
+	  " ORDER BY m.admitted_micros, m.stay_id LIMIT $10::integer) w ON true" \
+	  " ORDER BY w.admitted_micros, w.stay_id")                              \
+	X(SET_DEDUCTIBLE_POLICY, 7,                                             \
+	  "SELECT " POLICY_COLS " FROM deductible_set_policy($1, $2, $3, $4::integer, " \
+	  "$5::text[], $6::text[], $7::bigint[]) v, LATERAL deductible_policy_wire_of($1, v) p") \
+	X(GET_DEDUCTIBLE_POLICY, 2,                                             \
+	  "SELECT " POLICY_COLS " FROM (SELECT CASE WHEN $2::integer = 0"       \
+	  " THEN (deductible_policy_at($1, now())).version ELSE $2::integer END AS version) x" \
+	  " JOIN deductible_policy_wire p ON p.community_id = $1 AND p.version = x.version")
 
 enum db_stmt {
 #define X(name, nparams, sql) DB_STMT_##name,

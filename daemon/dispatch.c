@@ -37,8 +37,21 @@ const struct route routes[] = {
 	R(WORKLIST, "worklist", handle_worklist, CLINIC | DESK | BILLING | MONITOR | ADMIN),
 	R(HISTORY, "history", handle_history, CLINIC | DESK | BILLING | MONITOR | ADMIN),
 	R(SUBSCRIBE, "subscribe", handle_subscribe, CLINIC | DESK | BILLING | MONITOR | ADMIN),
+	/* Deductibles: a billing office records the stays of its own institution
+	 * admitted without a referral (admissions through a referral are
+	 * recorded by the referral's admit move) and reads their decisions. */
+	R(RECORD_STAY, "record_stay", handle_record_stay, BILLING | ADMIN),
+	R(DISCHARGE_STAY, "discharge_stay", handle_discharge_stay, BILLING | ADMIN),
+	R(REVERSE_STAY, "reverse_stay", handle_reverse_stay, BILLING | ADMIN),
+	R(GET_DEDUCTIBLE, "get_deductible", handle_get_deductible, BILLING | MONITOR | ADMIN),
+	R(LIST_DEDUCTIBLES, "list_deductibles", handle_list_deductibles, BILLING | MONITOR | ADMIN),
+	R(SET_DEDUCTIBLE_POLICY, "set_deductible_policy", handle_set_deductible_policy, ADMIN),
+	R(GET_DEDUCTIBLE_POLICY, "get_deductible_policy", handle_get_deductible_policy, ROLES_ANY),
 };
 const unsigned routes_count = sizeof routes / sizeof routes[0];
+/* Every route has its own row in the request metrics. */
+_Static_assert(sizeof routes / sizeof routes[0] <= METRICS_MAX_ROUTES,
+	       "raise METRICS_MAX_ROUTES in metrics.h");
 
 const struct route *dispatch_find(Referral__Request__BodyCase body)
 {

@@ -50,5 +50,12 @@ void handle_get_referral(struct request *req);
 void handle_worklist(struct request *req);
 void handle_history(struct request *req);
 void handle_subscribe(struct request *req); /* events.c */
+void handle_record_stay(struct request *req);     /* handle_deductibles.c */
+void handle_discharge_stay(struct request *req);
+void handle_reverse_stay(struct request *req);
+void handle_get_deductible(struct request *req);
+void handle_list_deductibles(struct request *req);
+void handle_set_deductible_policy(struct request *req);
+void handle_get_deductible_policy(struct request *req);
 
 #endif

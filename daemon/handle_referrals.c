@@ -126,7 +126,7 @@ static void reply_referral(struct request *req, const PGresult *res, int first, 
 
 /* ---- argument checks ------------------------------------------------------------ */
 
-static int need_uuid(struct request *req, const char *value, const char *field, int optional)
+int referrals_need_uuid(struct request *req, const char *value, const char *field, int optional)
 {
 	if ((optional && value[0] == '\0') || slots_is_uuid(value))
 		return 1;
@@ -191,7 +191,8 @@ void handle_refer_up(struct request *req)
 	const struct identity *id = request_identity(req);
 	const char *urgency = referrals_urgency_name(u->urgency);
 	const char *pool = slots_pool_param(u->pool);
-	if (!need_key(req, u->idempotency_key) || !need_uuid(req, u->patient_id, "patient_id", 0))
+	if (!need_key(req, u->idempotency_key) ||
+	    !referrals_need_uuid(req, u->patient_id, "patient_id", 0))
 		return;
 	if (!urgency || !pool) {
 		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, urgency ? "pool" : "urgency",
@@ -224,8 +225,9 @@ void handle_refer_down(struct request *req)
 {
 	const Referral__ReferDown *d = req->msg->refer_down;
 	const struct identity *id = request_identity(req);
-	if (!need_key(req, d->idempotency_key) || !need_uuid(req, d->patient_id, "patient_id", 0) ||
-	    !need_uuid(req, d->closes_referral_id, "closes_referral_id", 1))
+	if (!need_key(req, d->idempotency_key) ||
+	    !referrals_need_uuid(req, d->patient_id, "patient_id", 0) ||
+	    !referrals_need_uuid(req, d->closes_referral_id, "closes_referral_id", 1))
 		return;
 	if (!is_date(d->follow_up_due)) {
 		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "follow_up_due",
@@ -270,7 +272,7 @@ void handle_referral_action(struct request *req)
 	const Referral__ReferralAction *a = req->msg->referral_action;
 	const struct identity *id = request_identity(req);
 	const char *action = referrals_action_name(a->action);
-	if (!need_uuid(req, a->referral_id, "referral_id", 0))
+	if (!referrals_need_uuid(req, a->referral_id, "referral_id", 0))
 		return;
 	if (!action) {
 		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "action",
@@ -300,7 +302,7 @@ void handle_get_referral(struct request *req)
 {
 	const Referral__GetReferral *g = req->msg->get_referral;
 	const struct identity *id = request_identity(req);
-	if (!need_uuid(req, g->referral_id, "referral_id", 0))
+	if (!referrals_need_uuid(req, g->referral_id, "referral_id", 0))
 		return;
 	struct db_params q = { 0 };
 	param_str(&q, id->community_id);
@@ -395,7 +397,7 @@ void handle_worklist(struct request *req)
 			     "unknown %s", direction ? "state" : "direction");
 		return;
 	}
-	if (!need_uuid(req, w->patient_id, "patient_id", 1))
+	if (!referrals_need_uuid(req, w->patient_id, "patient_id", 1))
 		return;
 	struct db_params q = { 0 };
 	param_str(&q, id->community_id);
@@ -469,7 +471,7 @@ void handle_history(struct request *req)
 {
 	const Referral__GetHistory *g = req->msg->history;
 	const struct identity *id = request_identity(req);
-	if (!need_uuid(req, g->referral_id, "referral_id", 0))
+	if (!referrals_need_uuid(req, g->referral_id, "referral_id", 0))
 		return;
 	struct db_params q = { 0 };
 	param_str(&q, id->community_id);

@@ -24,7 +24,7 @@ enum { METRICS_N_BUCKETS = 0 METRICS_BUCKETS(X) };
 /* Error codes are small enum numbers; index 0 (ERROR_NONE) counts successes. */
 #define METRICS_N_CODES 16
 /* One slot per route, plus one for requests of no known type. */
-#define METRICS_MAX_ROUTES 40
+#define METRICS_MAX_ROUTES 64
 
 struct request_metrics {
 	unsigned long long by_code[METRICS_N_CODES];

@@ -18,6 +18,11 @@ const char *referrals_urgency_name(Referral__Urgency urgency);
  * Strings point into res. */
 void referral_from_row(Referral__Referral *r, const PGresult *res, int row, int first);
 
+/* A uuid argument (or, when optional, an empty one); otherwise answers the
+ * request with INVALID_ARGUMENT on `field` and returns 0. */
+struct request;
+int referrals_need_uuid(struct request *req, const char *value, const char *field, int optional);
+
 /* A referral state name the worklist can filter on (or "" or "all"). */
 int referrals_state_known(const char *state);
 

@@ -26,6 +26,7 @@ if [[ $(psql_q -tAc "SELECT count(*) FROM communities WHERE community_id = 'demo
 	psql_q -f sql/demo/demo_community.sql
 	psql_q -f sql/demo/demo_sessions.sql >/dev/null
 	psql_q -f sql/demo/demo_referrals.sql >/dev/null
+	psql_q -f sql/demo/demo_deductibles.sql >/dev/null
 fi
 
 # One terminal per role, each with a token generated once and kept in
@@ -63,7 +64,7 @@ trap cleanup INT TERM EXIT
 
 cat <<MSG
 
-referrald demo: community demo-county (Henan rules, 40% reserved floor)
+referrald demo: community demo-county (Henan rules, 40% reserved floor; deductible policy waive)
   listening on 127.0.0.1:$port, PostgreSQL in .demo/pg (port $PGPORT)
 Try it in another terminal:
   . .demo/credentials/ops-monitor.env && build/referralctl status
@@ -74,6 +75,7 @@ Try it in another terminal:
       --to county-hospital --department cardiology --diagnosis I10 --reason "BP uncontrolled"
   . .demo/credentials/desk-county.env && build/referralctl worklist
   build/referralctl watch      # live events; refer or accept from another terminal
+  . .demo/credentials/billing-county.env && build/referralctl deductibles   # deductible decisions
 Metrics and health: curl -s http://127.0.0.1:7421/metrics ; curl -s http://127.0.0.1:7421/healthz
 Other terminals: $(cd "$creds" && ls | sed 's/\.env$//' | tr '\n' ' ')
 Ctrl-C stops the daemon and the database.

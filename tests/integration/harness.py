@@ -338,6 +338,10 @@ class Community:
 
     terminals: name -> Terminal, names "clinic", "desk", "billing", "monitor",
     "admin" (active) and "revoked" (a clinic terminal with revoked_at set).
+
+    setup_sql(c), given the community id as an SQL literal, returns more SQL
+    to run in the same transaction: settings the community has from its
+    very creation.
     """
 
     TERMINALS = [
@@ -350,7 +354,7 @@ class Community:
         ("revoked", "clinic", "village-a", "fd-a", True),
     ]
 
-    def __init__(self, pg, label, dbname="referral"):
+    def __init__(self, pg, label, dbname="referral", setup_sql=None):
         slug = re.sub(r"[^a-z0-9-]+", "-", label.lower()).strip("-")[:30] or "t"
         self.pg = pg
         self.dbname = dbname
@@ -380,6 +384,7 @@ INSERT INTO practitioners (community_id, practitioner_id, institution_id, name, 
 INSERT INTO terminals (community_id, terminal_id, institution_id, role, practitioner_id,
                        token_hash, revoked_at) VALUES
     {",".join(rows)};
+{setup_sql(c) if setup_sql else ""}
 COMMIT;
 """, dbname=dbname)
 

@@ -396,6 +396,7 @@ class ReferralsTestCase(ss.SlotAssertions, harness.IntegrationCase):
 
     daemon_settings = {}
     community_options = {}
+    community_class = ReferralCommunity   # or a subclass that adds to it
     private_database = False
     own_community = False
     _communities = {}
@@ -409,13 +410,13 @@ class ReferralsTestCase(ss.SlotAssertions, harness.IntegrationCase):
             cls.addClassCleanup(cls.pg.drop_database, cls.dbname)
         module = harness.module_label(cls)
         if cls.own_community or cls.private_database:
-            cls.community = ReferralCommunity(cls.pg, f"{module}-{cls.__name__}".lower(),
-                                              dbname=cls.dbname, **cls.community_options)
+            cls.community = cls.community_class(cls.pg, f"{module}-{cls.__name__}".lower(),
+                                                dbname=cls.dbname, **cls.community_options)
             cls.addClassCleanup(cls.community.close)
         else:
             key = (module, cls.pg.env_file, tuple(sorted(cls.community_options.items())))
             if key not in ReferralsTestCase._communities:
-                ReferralsTestCase._communities[key] = ReferralCommunity(
+                ReferralsTestCase._communities[key] = cls.community_class(
                     cls.pg, module, dbname=cls.dbname, **cls.community_options)
             cls.community = ReferralsTestCase._communities[key]
         cls.daemon = ss.start_daemon(cls.pg, cls.dbname, cls.daemon_settings,

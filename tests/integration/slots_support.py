@@ -88,10 +88,10 @@ class SlotCommunity:
 
     def __init__(self, pg, label, dbname="referral", province="henan", floor_pct=None,
                  requires_referral=None, lead_expert_min=None, lead_exam_min=None,
-                 lead_bed_min=None):
+                 lead_bed_min=None, setup_sql=None):
         self.pg = pg
         self.dbname = dbname
-        self.base = harness.Community(pg, label, dbname=dbname)
+        self.base = harness.Community(pg, label, dbname=dbname, setup_sql=setup_sql)
         self.community_id = self.base.community_id
         self.terminals = dict(self.base.terminals)
         default_floor, default_ref = PROVINCES.get(province, (30, False))

@@ -199,13 +199,16 @@ class DownCourseTest(rs.ReferralsTestCase):
     def test_up_only_actions(self):
         ref = self.refer_down(self.desk)
         for client, action in ((self.clinic, pb.ACTION_NO_SLOT), (self.clinic, pb.ACTION_RETURN),
-                               (self.clinic, pb.ACTION_ARRIVE), (self.clinic, pb.ACTION_ADMIT),
-                               (self.clinic, pb.ACTION_DISCHARGE),
+                               (self.clinic, pb.ACTION_ARRIVE),
                                (self.clinic, pb.ACTION_REJECT), (self.clinic, pb.ACTION_REDIRECT),
                                (self.desk, pb.ACTION_REVERSE_NO_SHOW)):
             with self.subTest(action=pb.Action.Name(action)):
                 self.assertRefused(client, ref, action, pb.INVALID_ARGUMENT, "action",
                                    reason="x", to_institution="village-b")
+        # Admission into rehabilitation beds exists, once the patient is taken.
+        for action in (pb.ACTION_ADMIT, pb.ACTION_DISCHARGE):
+            with self.subTest(action=pb.Action.Name(action)):
+                self.assertRefused(self.clinic, ref, action, pb.FAILED_PRECONDITION, "action")
         # Admins act for either side here too.
         admin = self.authed("admin")
         ref = self.move(admin, ref, pb.ACTION_ACCEPT, "accepted")
