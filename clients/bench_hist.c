@@ -52,11 +52,14 @@ uint64_t hist_percentile(const struct hist *h, double pct)
 	if (h->count == 0)
 		return 0;
 	/* The rank of the record asked for, 1-based, rounded up: p99 of 1,000
-	 * records is the 990th. */
-	double want = pct / 100.0 * (double)h->count;
-	uint64_t rank = (uint64_t)want;
+	 * records is the 990th (the slack keeps 99.9% of 1,000 from rounding
+	 * up to 1,000 through a binary fraction). */
+	double want = pct / 100.0 * (double)h->count - 1e-9;
+	uint64_t rank = want > 0 ? (uint64_t)want : 0;
 	if ((double)rank < want || rank == 0)
 		rank++;
+	if (rank >= h->count)
+		return h->max;   /* the largest record is known exactly */
 	uint64_t seen = 0;
 	for (unsigned b = 0; b < HIST_BUCKETS; b++) {
 		seen += h->buckets[b];

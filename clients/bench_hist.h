@@ -26,8 +26,8 @@ struct hist {
 void hist_record(struct hist *h, uint64_t value);
 void hist_merge(struct hist *into, const struct hist *from);
 /* The value at or below which `pct` percent of the records lie (0..100):
- * the middle of its bucket, never above the largest value recorded. 0 for an
- * empty histogram. */
+ * the middle of its bucket, never above the largest value recorded, and
+ * that value exactly for the last record. 0 for an empty histogram. */
 uint64_t hist_percentile(const struct hist *h, double pct);
 double hist_mean(const struct hist *h);
 

@@ -204,8 +204,8 @@ EOF
     rm -f "$OUT/referrald.port"
     "$REFERRALD" -c "$OUT/referrald.conf" -s "db_dsn=$REFERRAL_DSN" >>"$OUT/referrald.log" 2>&1 &
     DAEMON_PID=$!
-    local i
-    for i in $(seq 1 100); do
+    local tries
+    for ((tries = 0; tries < 100; tries++)); do
         [[ ! -s $OUT/referrald.port ]] || break
         kill -0 "$DAEMON_PID" 2>/dev/null || die "referrald exited: $(tail -5 "$OUT/referrald.log")"
         sleep 0.1

@@ -30,7 +30,7 @@ def percentiles(values_us):
     v = sorted(values_us)
     out = {}
     for name, p in PCTS:
-        rank = max(1, math.ceil(p / 100 * len(v)))
+        rank = max(1, math.ceil(p / 100 * len(v) - 1e-9))
         out[name] = v[rank - 1] / 1000.0
     out["max"] = v[-1] / 1000.0
     out["mean"] = sum(v) / len(v) / 1000.0
