@@ -19,8 +19,9 @@
 # Usage: scripts/bench.sh [--out DIR] [--duration S] [--perf] [--keep] [--no-build]
 #   --out DIR       where results go (default .bench/; emptied first)
 #   --duration S    seconds of each measured phase (default 10)
-#   --perf          record a perf profile (perf record -g, whole system)
-#                   during referrald's spread phase: OUT/perf.*
+#   --perf          after the measured spread phase, run it once more under
+#                   perf record -g (referrald and PostgreSQL's processes):
+#                   OUT/perf.*
 #   --keep          leave the PostgreSQL cluster in OUT/pg running afterwards
 #   --no-build      use the binaries in BUILD as they are
 #
@@ -146,7 +147,7 @@ import json, os, platform, subprocess, sys
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
 pg = subprocess.run(["$PGCLUSTER_BIN/postgres", "--version"], capture_output=True, text=True).stdout.strip()
-json.dump({"cpu": cpu, "cpus": os.cpu_count(), "mem_mib": mem, "kernel": platform.release(),
+json.dump({"cpu": cpu, "cpus": os.cpu_count(), "loadavg_at_start": open("/proc/loadavg").read().split()[0], "mem_mib": mem, "kernel": platform.release(),
            "postgres": pg, "duration_s": $DURATION, "rate": $RATE, "connections": $CONNS,
            "depth": $DEPTH, "db_pool_size": $DB_POOL, "spread_sessions": $SPREAD_SESSIONS,
            "spread_capacity": $SPREAD_CAPACITY, "hot_sessions": $HOT_SESSIONS,
@@ -224,11 +225,14 @@ stop_daemon() {
 export REFERRAL_COMMUNITY=$COMMUNITY REFERRAL_TERMINAL=$TERMINAL REFERRAL_TOKEN=$TOKEN
 
 # run_bench NAME [referral-bench options...]: one phase; its acknowledged
-# bookings go to NAME.acks for the correctness check.
+# bookings go to NAME.acks for the correctness check. Each phase starts
+# from a checkpoint (so that none pays for another's full-page writes),
+# unless NO_CHECKPOINT=1.
+NO_CHECKPOINT=0
 run_bench() {
     local name=$1 rc=0
     shift
-    sql "CHECKPOINT" >/dev/null
+    ((NO_CHECKPOINT)) || sql "CHECKPOINT" >/dev/null
     "$BENCH" --json --record "$OUT/$name.acks" --key-prefix "$name" -D "$DURATION" \
         --patients "$NEXT_PATIENT:$(patients_left)" "$@" >"$OUT/$name.json" 2>"$OUT/$name.err" || rc=$?
     [[ -s $OUT/$name.json ]] || die "referral-bench $name failed ($rc): $(tail -5 "$OUT/$name.err")"
@@ -237,22 +241,54 @@ run_bench() {
     log "$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{sys.argv[2]}: {r['throughput']['bookings_per_s']:.0f} bookings/s, p99 {r['latency_ms']['p99']:.1f} ms, outcomes {r['outcomes']}\")" "$OUT/$name.json" "$name")"
 }
 
+# The processes of this benchmark's server side: referrald, and the
+# postmaster with its children (the daemon's backends among them).
+server_pids() {
+    local pm
+    pm=$(head -1 "$PGCLUSTER_DATA/postmaster.pid")
+    echo "$DAEMON_PID" "$pm" "$(pgrep -d ' ' -P "$pm")"
+}
+# CPU seconds (user + system) the given processes have used so far: fields
+# 14 and 15 of /proc/PID/stat, counted after the ")" that ends the name.
+cpu_seconds() {
+    local pid
+    for pid in "$@"; do sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null || true; done |
+        awk -v hz="$(getconf CLK_TCK)" '{ t += $12 + $13 } END { printf "%.2f", t / hz }'
+}
+
+# A profile of an extra spread phase (not the measured one: perf slows what
+# it watches), of this benchmark's processes only (the machine may be shared).
+profile_spread() {
+    local pids
+    pids=$(server_pids | tr ' ' ',')
+    perf record -g -p "$pids" -o "$OUT/perf.data" -- sleep "$DURATION" >"$OUT/perf.log" 2>&1 &
+    local perf_pid=$!
+    run_bench daemon-spread-perf -c "$CONNS" -d "$DEPTH" --sessions "$SPREAD"
+    wait "$perf_pid" || true
+    perf report -i "$OUT/perf.data" --no-children --sort comm -g none --stdio \
+        >"$OUT/perf.by-process.txt" 2>/dev/null || true
+    perf report -i "$OUT/perf.data" --no-children --comm referrald --sort dso,symbol -g none \
+        --stdio >"$OUT/perf.referrald.txt" 2>/dev/null || true
+    perf report -i "$OUT/perf.data" --no-children --comm referrald --sort symbol -g caller \
+        --stdio >"$OUT/perf.referrald-callers.txt" 2>/dev/null || true
+    perf report -i "$OUT/perf.data" --no-children --comm postgres --sort dso,symbol -g none \
+        --stdio >"$OUT/perf.postgres.txt" 2>/dev/null || true
+    log "perf profile: $OUT/perf.by-process.txt, perf.referrald.txt, perf.postgres.txt"
+}
+
 log "referrald: db_pool_size $DB_POOL; referral-bench: $CONNS connections x depth $DEPTH"
 start_daemon
-if ((PERF)); then
-    perf record -a -g -o "$OUT/perf.data" -- sleep "$DURATION" >"$OUT/perf.log" 2>&1 &
-    PERF_PID=$!
-fi
+# CPU time of both sides during the spread phase: where the time goes.
+read -ra SERVER <<<"$(server_pids)"
+D0=$(cpu_seconds "$DAEMON_PID") P0=$(cpu_seconds "${SERVER[@]:1}")
 run_bench daemon-spread -c "$CONNS" -d "$DEPTH" --sessions "$SPREAD"
-if ((PERF)); then
-    wait "$PERF_PID" || true
-    perf report -i "$OUT/perf.data" --no-children --sort comm,dso --stdio >"$OUT/perf.by-process.txt" 2>/dev/null || true
-    perf report -i "$OUT/perf.data" --no-children --comm referrald --sort symbol --stdio \
-        >"$OUT/perf.referrald.txt" 2>/dev/null || true
-    perf report -i "$OUT/perf.data" --no-children --comm postgres --sort symbol --stdio -g none \
-        >"$OUT/perf.postgres.txt" 2>/dev/null || true
-    log "perf profile: $OUT/perf.by-process.txt, perf.referrald.txt, perf.postgres.txt"
-fi
+read -ra SERVER <<<"$(server_pids)"
+D1=$(cpu_seconds "$DAEMON_PID") P1=$(cpu_seconds "${SERVER[@]:1}")
+awk -v d0="$D0" -v d1="$D1" -v p0="$P0" -v p1="$P1" 'BEGIN {
+    printf "{\"referrald_cpu_s\": %.2f, \"postgres_cpu_s\": %.2f}\n", d1 - d0, p1 - p0 }' \
+    >"$OUT/daemon-spread-cpu.json"
+log "spread phase CPU seconds: $(cat "$OUT/daemon-spread-cpu.json")"
+((PERF == 0)) || profile_spread
 run_bench daemon-hot -c "$CONNS" -d "$DEPTH" -w hot --hot-sessions "$(hot_from)-$HOT_LAST"
 run_bench daemon-rate -c "$CONNS" -d "$DEPTH" --rate "$RATE" --sessions "$SPREAD"
 stop_daemon
@@ -261,6 +297,10 @@ stop_daemon
 
 log "idle terminals: $IDLE idle authenticated connections, others booking at $IDLE_RATE/s"
 start_daemon
+# The two runs compared follow each other without a checkpoint between
+# them: the idle run's measurement starts only after its handshakes.
+sql "CHECKPOINT" >/dev/null
+NO_CHECKPOINT=1
 run_bench daemon-idle-off -c 16 -d 2 --rate "$IDLE_RATE" --sessions "$SPREAD"
 rss_now() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$DAEMON_PID/status"; }
 RSS_BEFORE=$(rss_now)

@@ -89,7 +89,7 @@ def fmt(v, digits=1):
         return "-"
     if isinstance(v, str):
         return v
-    return f"{v:,.{digits}f}"
+    return f"{v:,.{digits}f}" if abs(v) >= 1 or v == 0 else f"{v:.3f}"
 
 
 def summary(args):
@@ -120,32 +120,44 @@ def summary(args):
 
     r = ratio(bps(rb_spread), pg_spread and pg_spread["bookings_per_s"])
     row(f"durable bookings/s, spread over {env.get('spread_sessions', '?')} sessions "
-        f"(pgbench best of {len(spread_runs)}: {pg_spread and pg_spread['clients']} clients)",
+        f"(baseline: pgbench, best of {len(spread_runs)} client counts: "
+        f"{pg_spread and pg_spread['clients']})",
         pg_spread and pg_spread["bookings_per_s"], bps(rb_spread), r, ">= 5 x",
         r is not None and r >= 5)
     r = ratio(bps(rb_hot), pg_hot and pg_hot["bookings_per_s"])
     row(f"durable bookings/s, hot session of {env.get('hot_capacity', '?')} until full, "
-        f"then the next (pgbench best of {len(hot_runs)}: {pg_hot and pg_hot['clients']} clients)",
+        f"then the next (baseline: pgbench, best of {len(hot_runs)} client counts: "
+        f"{pg_hot and pg_hot['clients']})",
         pg_hot and pg_hot["bookings_per_s"], bps(rb_hot), r, ">= 10 x",
         r is not None and r >= 10)
     rate = env.get("rate", "?")
     r = ratio(p99(rb_rate), p99(pg_rate))
-    row(f"p99 latency ms at {rate} bookings/s offered", p99(pg_rate), p99(rb_rate), r,
+    row(f"p99 latency ms at {rate} bookings/s offered (baseline: pgbench, "
+        f"{pg_rate and pg_rate['clients']} clients)", p99(pg_rate), p99(rb_rate), r,
         "<= 1 x", r is not None and r <= 1)
     row(f"bookings/s achieved at {rate}/s offered", pg_rate and pg_rate["bookings_per_s"],
         bps(rb_rate), ratio(bps(rb_rate), pg_rate and pg_rate["bookings_per_s"]), "", None)
     rss_mib = rss.get("rss_max_kib", 0) / 1024 if rss else None
     row(f"daemon RSS MiB with {env.get('idle', '?')} idle terminals "
-        f"(before: {fmt(rss.get('rss_before_kib', 0) / 1024)})", None, rss_mib, None,
+        "(baseline: before they connected)", rss.get("rss_before_kib", 0) / 1024 if rss else None,
+        rss_mib, None,
         "<= 300 MiB", rss_mib is not None and rss_mib <= 300)
-    r = ratio(p99(idle_on), p99(idle_off))
-    row(f"p99 ms of other clients at {env.get('idle_rate', '?')}/s, without / with the idle "
-        "terminals", p99(idle_off), p99(idle_on), r, "unchanged", None)
+    for name in ("p50", "p99"):
+        off = idle_off and idle_off["latency_ms"][name]
+        on = idle_on and idle_on["latency_ms"][name]
+        row(f"{name} ms of other clients at {env.get('idle_rate', '?')} bookings/s with the "
+            "idle terminals (baseline: without them)", off, on, ratio(on, off), "unchanged", None)
+    cpu = load(os.path.join(d, "daemon-spread-cpu.json"))
+    if cpu and rb_spread and rb_spread["bookings_ok"]:
+        per_k = 1000.0 / rb_spread["bookings_ok"]
+        row("CPU seconds per 1,000 bookings in referrald's spread phase: referrald "
+            "(baseline: PostgreSQL, all its processes)", cpu["postgres_cpu_s"] * per_k,
+            cpu["referrald_cpu_s"] * per_k, None, "", None)
     ok = bool(check and check.get("ok"))
     row("correctness: no overbooking, every acknowledged booking present once, "
         "bookings = acknowledged keys", None, "pass" if ok else "FAIL", None, "pass", ok)
 
-    lines = ["| figure | pgbench | referrald | ratio | target |", "|---|---:|---:|---:|---|"]
+    lines = ["| figure | baseline | referrald | ratio | target |", "|---|---:|---:|---:|---|"]
     for x in rows:
         lines.append(f"| {x['figure']} | {fmt(x['pgbench'])} | {fmt(x['referrald'])} | "
                      f"{fmt(x['ratio'], 2)} | {x['target']} |")
@@ -158,7 +170,7 @@ def summary(args):
     out = {"env": env, "rows": rows, "check": check,
            "pgbench": {"spread": spread_runs, "hot": hot_runs, "rate": pg_rate},
            "referrald": {"spread": rb_spread, "hot": rb_hot, "rate": rb_rate,
-                         "idle_off": idle_off, "idle_on": idle_on, "rss": rss}}
+                         "idle_off": idle_off, "idle_on": idle_on, "rss": rss, "cpu": cpu}}
     with open(os.path.join(d, "summary.json"), "w") as f:
         json.dump(out, f, indent=1)
     with open(os.path.join(d, "summary.md"), "w") as f:
