@@ -256,6 +256,20 @@ cpu_seconds() {
         awk -v hz="$(getconf CLK_TCK)" '{ t += $12 + $13 } END { printf "%.2f", t / hz }'
 }
 
+# What the daemon's backends are doing, sampled ten times a second until
+# OUT/waits.stop appears: on-CPU time is only part of the story when every
+# commit waits for its WAL flush. Snapshots in which every backend waits
+# for the daemon (before the load starts, after it ends) are left out.
+sample_waits() {
+    while [[ ! -e $OUT/waits.stop ]]; do
+        sql "WITH w AS (SELECT coalesce(wait_event_type || ':' || wait_event, 'running') AS w
+                          FROM pg_stat_activity WHERE application_name = 'referrald'
+                           AND backend_type = 'client backend')
+             SELECT w FROM w WHERE EXISTS (SELECT 1 FROM w WHERE w <> 'Client:ClientRead')" || true
+        sleep 0.1
+    done | sort | uniq -c | sort -rn >"$OUT/perf.waits.txt"
+}
+
 # A profile of an extra spread phase (not the measured one: perf slows what
 # it watches), of this benchmark's processes only (the machine may be shared).
 profile_spread() {
@@ -263,8 +277,11 @@ profile_spread() {
     pids=$(server_pids | tr ' ' ',')
     perf record -g -p "$pids" -o "$OUT/perf.data" -- sleep "$DURATION" >"$OUT/perf.log" 2>&1 &
     local perf_pid=$!
+    sample_waits &
+    local waits_pid=$!
     run_bench daemon-spread-perf -c "$CONNS" -d "$DEPTH" --sessions "$SPREAD"
-    wait "$perf_pid" || true
+    touch "$OUT/waits.stop"
+    wait "$perf_pid" "$waits_pid" || true
     perf report -i "$OUT/perf.data" --no-children --sort comm -g none --stdio \
         >"$OUT/perf.by-process.txt" 2>/dev/null || true
     perf report -i "$OUT/perf.data" --no-children --comm referrald --sort dso,symbol -g none \
@@ -273,7 +290,9 @@ profile_spread() {
         --stdio >"$OUT/perf.referrald-callers.txt" 2>/dev/null || true
     perf report -i "$OUT/perf.data" --no-children --comm postgres --sort dso,symbol -g none \
         --stdio >"$OUT/perf.postgres.txt" 2>/dev/null || true
-    log "perf profile: $OUT/perf.by-process.txt, perf.referrald.txt, perf.postgres.txt"
+    perf report -i "$OUT/perf.data" --children --comm postgres --sort symbol -g none \
+        --stdio >"$OUT/perf.postgres-inclusive.txt" 2>/dev/null || true
+    log "perf profile: $OUT/perf.by-process.txt, perf.referrald.txt, perf.postgres*.txt, perf.waits.txt"
 }
 
 log "referrald: db_pool_size $DB_POOL; referral-bench: $CONNS connections x depth $DEPTH"
