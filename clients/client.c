@@ -189,18 +189,26 @@ Referral__Response *rc_call(struct rc_client *c, Referral__Request *req, int tim
 	}
 }
 
+void rc_hello_request(Referral__Request *req, Referral__Hello *hello, const char *community,
+		      const char *terminal, const char *token, const char *client_name)
+{
+	referral__hello__init(hello);
+	hello->protocol_version = REFERRAL_PROTOCOL_VERSION;
+	hello->client_name = (char *)client_name;
+	hello->community_id = (char *)community;
+	hello->terminal_id = (char *)terminal;
+	hello->token = (char *)token;
+	referral__request__init(req);
+	req->body_case = REFERRAL__REQUEST__BODY_HELLO;
+	req->hello = hello;
+}
+
 Referral__Response *rc_hello(struct rc_client *c, const char *community, const char *terminal,
 			     const char *token, const char *client_name, int timeout_ms,
 			     char *err, size_t errlen)
 {
-	Referral__Hello hello = REFERRAL__HELLO__INIT;
-	hello.protocol_version = REFERRAL_PROTOCOL_VERSION;
-	hello.client_name = (char *)client_name;
-	hello.community_id = (char *)community;
-	hello.terminal_id = (char *)terminal;
-	hello.token = (char *)token;
-	Referral__Request req = REFERRAL__REQUEST__INIT;
-	req.body_case = REFERRAL__REQUEST__BODY_HELLO;
-	req.hello = &hello;
+	Referral__Hello hello;
+	Referral__Request req;
+	rc_hello_request(&req, &hello, community, terminal, token, client_name);
 	return rc_call(c, &req, timeout_ms, err, errlen);
 }

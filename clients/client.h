@@ -2,7 +2,8 @@
  * client.h: the small client library every referrald client shares
  * (referralctl, the benchmark, the tests).
  *
- * Blocking sockets with timeouts. A client may pipeline: rc_send() several
+ * Blocking sockets with timeouts (referral-bench runs its own libevent loop and
+ * shares only the message builders). A client may pipeline: rc_send() several
  * requests, then rc_recv() the responses in whatever order they come.
  */
 #ifndef REFERRAL_CLIENT_H
@@ -33,6 +34,10 @@ int rc_timed_out(const struct rc_client *c);
 Referral__Response *rc_call(struct rc_client *c, Referral__Request *req, int timeout_ms,
 			    char *err, size_t errlen);
 
+/* Fills a Hello request (both structures are the caller's; the strings are
+ * referenced, not copied). For clients that run their own event loop. */
+void rc_hello_request(Referral__Request *req, Referral__Hello *hello, const char *community,
+		      const char *terminal, const char *token, const char *client_name);
 /* The handshake. On a refusal returns the error response (caller checks
  * ->error); NULL only on transport failure. */
 Referral__Response *rc_hello(struct rc_client *c, const char *community, const char *terminal,

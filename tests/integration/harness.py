@@ -41,6 +41,7 @@ SOURCE_DIR = os.environ.get("REFERRAL_SOURCE_DIR") or os.path.dirname(os.path.di
 _BUILD = os.path.join(SOURCE_DIR, "build")
 REFERRALD = os.environ.get("REFERRALD") or os.path.join(_BUILD, "referrald")
 REFERRALCTL = os.environ.get("REFERRALCTL") or os.path.join(_BUILD, "referralctl")
+REFERRAL_BENCH = os.environ.get("REFERRAL_BENCH") or os.path.join(_BUILD, "referral-bench")
 PY_DIR = os.environ.get("REFERRAL_PY_DIR") or os.path.join(_BUILD, "tests", "integration", "python")
 FIXTURE_FILE = os.environ.get("REFERRAL_PGFIXTURE") or os.path.join(
     _BUILD, "tests", "integration", "pgfixture.path")
