@@ -19,6 +19,31 @@
 -- session_id order, then patients in patient_id order. Two batches therefore
 -- never deadlock on sessions or patients.
 
+-- book_slot's two SQL helpers again, in plpgsql: a LANGUAGE sql function
+-- called from plpgsql is parsed and planned anew on every call, while
+-- plpgsql keeps its plans for the session. The profile of the benchmark
+-- (docs/benchmarks.md) put the re-planning at a fifth of the database's
+-- CPU per booking. Same arguments, same results.
+CREATE OR REPLACE FUNCTION lock_patient(p_community text, p_patient uuid) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM patients pt WHERE pt.community_id = p_community
+       AND pt.patient_id = p_patient FOR NO KEY UPDATE;
+    RETURN FOUND;
+END $$;
+
+CREATE OR REPLACE FUNCTION overlapping_booking(p_community text, p_patient uuid, s sessions)
+RETURNS uuid LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v uuid;
+BEGIN
+    SELECT b.booking_id INTO v FROM bookings b
+     WHERE b.community_id = p_community AND b.patient_id = p_patient AND b.kind = s.kind
+       AND b.status = 'booked' AND b.period && tstzrange(s.starts_at, s.ends_at)
+     LIMIT 1;
+    RETURN v;
+END $$;
+
 CREATE FUNCTION book_batch(
     p_community text, p_terminals text[], p_institutions text[], p_roles terminal_role[],
     p_practitioners text[], p_sessions bigint[], p_patients uuid[], p_pools text[],
