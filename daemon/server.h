@@ -16,6 +16,7 @@ struct evconnlistener;
 struct event;
 struct db_pool;
 struct conn;
+struct ssl_ctx_st;
 
 #define REFERRALD_VERSION "0.1.0"
 
@@ -26,9 +27,13 @@ struct server {
 	char *const *overrides;     /* --set key=value, re-applied on reload */
 	int n_overrides;
 
-	struct evconnlistener *listener;
+	struct evconnlistener *listener;        /* the TLS client port */
+	struct evconnlistener *plain_listener;  /* loopback only, without TLS */
 	int bound_port;
+	int plain_bound_port;
+	struct ssl_ctx_st *tls_ctx;             /* for new TLS connections; swapped on SIGHUP */
 	struct db_pool *db;
+	struct worker_pool *workers;  /* token hashes, off the loop */
 	struct release_timer *release;
 	struct event_hub *events;
 	struct admin_http *admin;

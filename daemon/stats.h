@@ -14,6 +14,7 @@
 	X(connections_closed, "client connections closed")                     \
 	X(handshakes_ok, "successful Hello handshakes")                        \
 	X(handshakes_failed, "refused Hello handshakes")                       \
+	X(tls_handshakes_failed, "TLS handshakes that failed (bad certificate, old protocol, not TLS)") \
 	X(requests_total, "requests answered")                                 \
 	X(errors_total, "requests answered with an error")                     \
 	X(frames_malformed, "frames that were not a valid Request")            \

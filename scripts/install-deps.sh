@@ -13,6 +13,7 @@ PACKAGES=(
 	libpq-dev               # asynchronous PostgreSQL client
 	libprotobuf-c-dev protobuf-c-compiler   # wire format (C)
 	libssl-dev              # TLS, PBKDF2, random tokens
+	openssl                 # throwaway CA and certificates in the TLS tests
 	libinih-dev             # config file parsing
 	libjson-c-dev           # referralctl --json
 	libsystemd-dev          # sd_notify
