@@ -22,6 +22,8 @@ int cmd_referral(struct ctl *ctl, int argc, char **argv);
 int cmd_history(struct ctl *ctl, int argc, char **argv);
 int cmd_watch(struct ctl *ctl, int argc, char **argv);
 
+int cmd_admin(struct ctl *ctl, int argc, char **argv);
+
 /* Shared by the command files (defined in ctl_slots.c). */
 /* Prints "referralctl CMD: MSG" on stderr; returns CTL_ERR_USAGE. */
 int ctl_usage_error(const char *cmd, const char *msg);

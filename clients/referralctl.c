@@ -227,6 +227,10 @@ static const struct command commands[] = {
 	{ "history", cmd_history, "REFERRAL", "the course of a referral, one line per move" },
 	{ "watch", cmd_watch, "[--after SEQ]",
 	  "print live events until Ctrl-C (default: replay from the first)" },
+	{ "admin", cmd_admin,
+	  "terminal add TERMINAL --institution I --role ROLE [--practitioner P]" ARGS_NL
+	  "terminal list [--institution I] [--all] | terminal revoke|rotate TERMINAL",
+	  "manage terminals (admin): a new token is shown once" },
 };
 
 static void usage(FILE *out)

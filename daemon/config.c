@@ -85,6 +85,8 @@ static const struct setting settings[] = {
 	  "How often the daemon releases due reserved capacity to the public pool." },
 	{ "events_poll_ms", SET_INT, OFF(events_poll_ms), "2000", 100, 3600000, 1,
 	  "How often event subscriptions are checked for events whose database signal was lost (e.g. during a reconnect)." },
+	{ "credentials_check_ms", SET_INT, OFF(credentials_check_ms), "10000", 100, 3600000, 1,
+	  "How often the daemon looks for terminals revoked or rotated whose database signal was lost, to close their connections." },
 	{ "log_level", SET_LOGLEVEL, OFF(log_level), "info", 0, 0, 1,
 	  "One of error, warn, info, debug." },
 };

@@ -42,6 +42,7 @@ struct config {
 	int auth_threads;
 	int release_interval_ms;
 	int events_poll_ms;
+	int credentials_check_ms;
 	enum log_level log_level;
 };
 

@@ -25,6 +25,7 @@ struct identity {
 	char institution_id[64];
 	char practitioner_id[64];
 	Referral__Role role;
+	long long credentials_us;   /* when the terminal's credentials last changed */
 };
 
 enum conn_state {

@@ -37,6 +37,11 @@ const struct route routes[] = {
 	R(WORKLIST, "worklist", handle_worklist, CLINIC | DESK | BILLING | MONITOR | ADMIN),
 	R(HISTORY, "history", handle_history, CLINIC | DESK | BILLING | MONITOR | ADMIN),
 	R(SUBSCRIBE, "subscribe", handle_subscribe, CLINIC | DESK | BILLING | MONITOR | ADMIN),
+	/* Security (docs/security.md). */
+	R(ADD_TERMINAL, "add_terminal", handle_add_terminal, ADMIN),
+	R(LIST_TERMINALS, "list_terminals", handle_list_terminals, ADMIN),
+	R(REVOKE_TERMINAL, "revoke_terminal", handle_revoke_terminal, ADMIN),
+	R(ROTATE_TERMINAL, "rotate_terminal", handle_rotate_terminal, ADMIN),
 };
 const unsigned routes_count = sizeof routes / sizeof routes[0];
 

@@ -50,5 +50,9 @@ void handle_get_referral(struct request *req);
 void handle_worklist(struct request *req);
 void handle_history(struct request *req);
 void handle_subscribe(struct request *req); /* events.c */
+void handle_add_terminal(struct request *req);      /* handle_terminals.c */
+void handle_list_terminals(struct request *req);
+void handle_revoke_terminal(struct request *req);
+void handle_rotate_terminal(struct request *req);
 
 #endif

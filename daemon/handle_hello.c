@@ -152,6 +152,7 @@ static void hello_looked_up(void *arg, const struct db_result *r)
 		snprintf(id->institution_id, sizeof id->institution_id, "%s", PQgetvalue(r->res, 0, 0));
 		snprintf(id->practitioner_id, sizeof id->practitioner_id, "%s", PQgetvalue(r->res, 0, 2));
 		id->role = wire_role_from_name(PQgetvalue(r->res, 0, 1));
+		id->credentials_us = strtoll(PQgetvalue(r->res, 0, 5), NULL, 10);
 	}
 	if (workers_submit(req->srv->workers, verify_work, verify_done, hc) < 0) {
 		free(hc);

@@ -28,6 +28,7 @@
 #include "events.h"
 #include "release.h"
 #include "server.h"
+#include "terminals.h"
 #include "tls.h"
 #include "token.h"
 #include "workers.h"
@@ -224,6 +225,7 @@ static void reload(struct server *srv)
 			   srv->cfg.db_reconnect_max_ms);
 	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
 	event_hub_set_poll(srv->events, srv->cfg.events_poll_ms);
+	terminal_watch_set_interval(srv->terminal_watch, srv->cfg.credentials_check_ms);
 	for (struct conn *c = srv->conns; c; c = c->next)
 		conn_apply_settings(c);
 	log_info("configuration reloaded");
@@ -437,11 +439,13 @@ static int start_watchdog(struct server *srv)
 	return 0;
 }
 
-/* The pool heard NOTIFY referral_events: the payload is the community. */
+/* The pool heard NOTIFY referral_events: the payload is a community with
+ * new events, or "terminal ..." when a terminal's credentials changed. */
 static void notified(void *arg, const char *payload)
 {
 	struct server *srv = arg;
-	event_hub_notify(srv->events, payload);
+	if (!terminals_notified(srv, payload))
+		event_hub_notify(srv->events, payload);
 }
 
 static int setup(struct server *srv)
@@ -478,7 +482,8 @@ static int setup(struct server *srv)
 	if (!srv->db)
 		return -1;
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
-	if (!srv->release || start_watchdog(srv) < 0)
+	srv->terminal_watch = terminal_watch_start(srv, srv->cfg.credentials_check_ms);
+	if (!srv->release || !srv->terminal_watch || start_watchdog(srv) < 0)
 		return -1;
 	if (start_listening(srv) < 0)
 		return -1;
@@ -499,6 +504,7 @@ static void teardown(struct server *srv)
 	 * are closed, so nothing is sent, and the reaper frees them. */
 	admin_http_free(srv->admin);
 	db_pool_free(srv->db);
+	terminal_watch_free(srv->terminal_watch);
 	workers_free(srv->workers);
 	event_hub_free(srv->events);
 	conn_reap(srv);

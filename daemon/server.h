@@ -35,6 +35,7 @@ struct server {
 	struct db_pool *db;
 	struct worker_pool *workers;  /* token hashes, off the loop */
 	struct release_timer *release;
+	struct terminal_watch *terminal_watch;  /* closes connections of revoked terminals */
 	struct event_hub *events;
 	struct admin_http *admin;
 	int admin_bound_port;
