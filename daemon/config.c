@@ -79,6 +79,8 @@ static const struct setting settings[] = {
 	  "On SIGTERM, how long requests in flight may take before connections are closed anyway." },
 	{ "pbkdf2_iterations", SET_INT, OFF(pbkdf2_iterations), "10000", 1000, 10000000, 1,
 	  "PBKDF2-SHA256 iterations for newly hashed terminal tokens (existing hashes keep theirs)." },
+	{ "patient_id_key_file", SET_STR, OFF(patient_id_key_file), "", 0, 0, 0,
+	  "Secret (at least 32 bytes, mode 0600) keying the hash of resident ID numbers; empty: ResolvePatient is refused. Every daemon of a database needs the same one." },
 	{ "auth_threads", SET_INT, OFF(auth_threads), "2", 1, 64, 0,
 	  "Worker threads that check and hash terminal tokens, so that the slow hash never holds up the event loop." },
 	{ "release_interval_ms", SET_INT, OFF(release_interval_ms), "10000", 100, 3600000, 1,

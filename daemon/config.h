@@ -40,6 +40,7 @@ struct config {
 	int shutdown_timeout_ms;
 	int pbkdf2_iterations;
 	int auth_threads;
+	char *patient_id_key_file;
 	int release_interval_ms;
 	int events_poll_ms;
 	int credentials_check_ms;

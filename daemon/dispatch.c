@@ -42,6 +42,7 @@ const struct route routes[] = {
 	R(LIST_TERMINALS, "list_terminals", handle_list_terminals, ADMIN),
 	R(REVOKE_TERMINAL, "revoke_terminal", handle_revoke_terminal, ADMIN),
 	R(ROTATE_TERMINAL, "rotate_terminal", handle_rotate_terminal, ADMIN),
+	R(RESOLVE_PATIENT, "resolve_patient", handle_resolve_patient, CLINIC | DESK | BILLING | ADMIN),
 };
 const unsigned routes_count = sizeof routes / sizeof routes[0];
 

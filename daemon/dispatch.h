@@ -54,5 +54,6 @@ void handle_add_terminal(struct request *req);      /* handle_terminals.c */
 void handle_list_terminals(struct request *req);
 void handle_revoke_terminal(struct request *req);
 void handle_rotate_terminal(struct request *req);
+void handle_resolve_patient(struct request *req);   /* handle_patients.c */
 
 #endif

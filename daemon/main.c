@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
@@ -28,6 +29,7 @@
 #include "events.h"
 #include "release.h"
 #include "server.h"
+#include "patient_id.h"
 #include "terminals.h"
 #include "tls.h"
 #include "token.h"
@@ -473,6 +475,15 @@ static int setup(struct server *srv)
 		.notify = notified,
 		.notify_arg = srv,
 	};
+	if (srv->cfg.patient_id_key_file[0]) {
+		char err[512];
+		srv->patient_key = calloc(1, sizeof *srv->patient_key);
+		if (!srv->patient_key ||
+		    patient_key_load(srv->patient_key, srv->cfg.patient_id_key_file, err, sizeof err) < 0) {
+			log_error("%s", srv->patient_key ? err : "out of memory");
+			return -1;
+		}
+	}
 	/* Token checks wait here; a full queue answers OVERLOADED. */
 	srv->workers = workers_new(srv->base, srv->cfg.auth_threads, 1024);
 	if (!srv->workers)
@@ -520,6 +531,10 @@ static void teardown(struct server *srv)
 	if (srv->base)
 		event_base_free(srv->base);
 	SSL_CTX_free(srv->tls_ctx);
+	if (srv->patient_key) {
+		OPENSSL_cleanse(srv->patient_key, sizeof *srv->patient_key);
+		free(srv->patient_key);
+	}
 	config_free(&srv->cfg);
 	libevent_global_shutdown();
 }

@@ -34,6 +34,7 @@ struct server {
 	struct ssl_ctx_st *tls_ctx;             /* for new TLS connections; swapped on SIGHUP */
 	struct db_pool *db;
 	struct worker_pool *workers;  /* token hashes, off the loop */
+	struct patient_key *patient_key;  /* NULL: no patient_id_key_file */
 	struct release_timer *release;
 	struct terminal_watch *terminal_watch;  /* closes connections of revoked terminals */
 	struct event_hub *events;

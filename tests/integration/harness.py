@@ -445,7 +445,8 @@ class Daemon:
             ports = {"listen_port": "0", "plain_port": "-1", "port_file": self.port_file,
                      "tls_cert_file": tls.server_cert, "tls_key_file": tls.server_key,
                      "tls_ca_file": tls.ca_cert}
-        merged = dict(self.DEFAULTS, admin_port_file=self.admin_port_file, db_dsn=dsn, **ports)
+        merged = dict(self.DEFAULTS, admin_port_file=self.admin_port_file, db_dsn=dsn,
+                      patient_id_key_file=patient_key_file(), **ports)
         merged.update(settings or {})
         self.settings = {k: v for k, v in merged.items() if v is not None}
         self.proc = None
