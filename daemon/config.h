@@ -34,6 +34,9 @@ struct config {
 	int max_frame_bytes;
 	int max_connections;
 	int max_inflight_per_conn;
+	int max_connections_per_terminal;
+	int terminal_rate_per_s;
+	int terminal_rate_burst;
 	int max_output_bytes;
 	int handshake_timeout_ms;
 	int idle_timeout_ms;

@@ -20,6 +20,7 @@
 #include "frame.h"
 #include "log.h"
 #include "server.h"
+#include "terminals.h"
 #include "tls.h"
 #include "wire.h"
 
@@ -380,6 +381,10 @@ void conn_close(struct conn *c, const char *reason, int flush)
 	c->prev = c->next = NULL;
 	srv->n_conns--;
 	srv->n_closing++;
+	if (c->term) {
+		terminals_detach(srv, c->term);
+		c->term = NULL;
+	}
 	if (c->sub.active)
 		events_unsubscribe(c);
 	srv->stats.connections_closed++;

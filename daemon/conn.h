@@ -18,6 +18,7 @@
 struct server;
 struct sockaddr;
 struct ssl_ctx_st;
+struct terminal_state;
 
 struct identity {
 	char community_id[64];
@@ -61,6 +62,7 @@ struct conn {
 	char cert_community[64];
 	char cert_terminal[64];
 	struct identity ident;
+	struct terminal_state *term;  /* its terminal's count and bucket (terminals.h) */
 	struct event *handshake_timer;
 	unsigned inflight;
 	int processing;             /* inside conn_process_input */

@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "terminals.h"
 #include "wire.h"
 
 #define CLINIC ROLE_BIT(REFERRAL__ROLE__ROLE_CLINIC)
@@ -145,7 +146,8 @@ int dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
 			     "%s is not valid UTF-8 or contains a NUL byte", path);
 		return 0;
 	}
-	if (admissible(req))
+	/* The terminal's rate limit applies to every request after Hello. */
+	if (admissible(req) && (req->route->roles == ROLES_HANDSHAKE || terminals_admit(req)))
 		req->route->handler(req);
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "server.h"
+#include "terminals.h"
 #include "token.h"
 #include "wire.h"
 #include "workers.h"
@@ -72,6 +73,17 @@ static void hello_refused(struct request *req, Referral__ErrorCode code, const c
 
 static void hello_accepted(struct request *req, const struct identity *id, int by_certificate)
 {
+	if (req->conn->state != CONN_CLOSING) {
+		req->conn->term = terminals_attach(req->srv, id);
+		if (!req->conn->term) {
+			log_info("hello from %s refused: %s/%s has %d connections already",
+				 req->conn->peer, id->community_id, id->terminal_id,
+				 req->srv->cfg.max_connections_per_terminal);
+			hello_refused(req, REFERRAL__ERROR_CODE__OVERLOADED, "hello",
+				      "too many connections for this terminal");
+			return;
+		}
+	}
 	conn_authenticated(req->conn, id);
 	req->srv->stats.handshakes_ok++;
 	log_debug("conn from %s authenticated as %s/%s (%s)", req->conn->peer, id->community_id,

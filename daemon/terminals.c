@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -12,15 +13,135 @@
 #include "db_params.h"
 #include "db_row.h"
 #include "log.h"
+#include "request.h"
 #include "server.h"
+
+#define TABLE_SIZE 1024
+
+struct terminal_state {
+	struct terminal_state *next;      /* in its hash chain */
+	char community[64];
+	char terminal[64];
+	unsigned conns;
+	double tokens;                    /* the bucket: requests that may come now */
+	long long refilled_ns;
+};
 
 struct terminal_watch {
 	struct server *srv;
+	struct terminal_state *table[TABLE_SIZE];
 	struct event *timer;
 	int interval_ms;
 	int running;             /* a sweep is waiting for the database */
 	long long since_us;      /* the database's clock at the last sweep; 0: none yet */
 };
+
+/* ---- connections and token buckets ----------------------------------------------- */
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static unsigned slot_of(const char *community, const char *terminal)
+{
+	uint32_t h = 2166136261u;   /* FNV-1a */
+	for (const char *p = community; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (const char *p = terminal; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h % TABLE_SIZE;
+}
+
+/* Refills the bucket for the time since the last refill. */
+static void refill(struct terminal_state *t, const struct config *cfg, long long now)
+{
+	double burst = cfg->terminal_rate_burst;
+	t->tokens += (double)(now - t->refilled_ns) / 1e9 * cfg->terminal_rate_per_s;
+	if (t->tokens > burst)
+		t->tokens = burst;
+	t->refilled_ns = now;
+}
+
+struct terminal_state *terminals_attach(struct server *srv, const struct identity *id)
+{
+	struct terminal_watch *w = srv->terminal_watch;
+	unsigned slot = slot_of(id->community_id, id->terminal_id);
+	struct terminal_state *t = w->table[slot];
+	while (t && (strcmp(t->terminal, id->terminal_id) || strcmp(t->community, id->community_id)))
+		t = t->next;
+	if (!t) {
+		t = calloc(1, sizeof *t);
+		if (!t)
+			return NULL;
+		snprintf(t->community, sizeof t->community, "%s", id->community_id);
+		snprintf(t->terminal, sizeof t->terminal, "%s", id->terminal_id);
+		t->tokens = srv->cfg.terminal_rate_burst;
+		t->refilled_ns = now_ns();
+		t->next = w->table[slot];
+		w->table[slot] = t;
+	}
+	if (t->conns >= (unsigned)srv->cfg.max_connections_per_terminal)
+		return NULL;
+	t->conns++;
+	return t;
+}
+
+void terminals_detach(struct server *srv, struct terminal_state *t)
+{
+	(void)srv;
+	/* Kept while its bucket is not full again: reconnecting does not
+	 * refill it. The sweep frees it later. */
+	t->conns--;
+}
+
+/* Frees the states of terminals without connections whose bucket is full. */
+static void evict_idle(struct terminal_watch *w)
+{
+	long long now = now_ns();
+	for (unsigned i = 0; i < TABLE_SIZE; i++) {
+		struct terminal_state **p = &w->table[i];
+		while (*p) {
+			struct terminal_state *t = *p;
+			refill(t, &w->srv->cfg, now);
+			if (t->conns == 0 && t->tokens >= w->srv->cfg.terminal_rate_burst) {
+				*p = t->next;
+				free(t);
+			} else {
+				p = &t->next;
+			}
+		}
+	}
+}
+
+int terminals_admit(struct request *req)
+{
+	const struct config *cfg = &req->srv->cfg;
+	struct terminal_state *t = req->conn->term;
+	if (!t || cfg->terminal_rate_per_s == 0)
+		return 1;
+	refill(t, cfg, now_ns());
+	if (t->tokens >= 1.0) {
+		t->tokens -= 1.0;
+		return 1;
+	}
+	/* Until one whole token has come back. */
+	unsigned wait_ms = (unsigned)((1.0 - t->tokens) * 1000.0 / cfg->terminal_rate_per_s) + 1;
+	req->srv->stats.requests_rate_limited++;
+	Referral__Error err = REFERRAL__ERROR__INIT;
+	err.code = REFERRAL__ERROR_CODE__OVERLOADED;
+	err.message = "too many requests from this terminal";
+	err.retry_after_ms = wait_ms;
+	Referral__Response resp = REFERRAL__RESPONSE__INIT;
+	resp.error = &err;
+	request_reply(req, &resp);
+	return 0;
+}
+
+/* ---- credential changes -------------------------------------------------------- */
 
 void terminals_changed(struct server *srv, const char *community, const char *terminal,
 		       long long changed_us)
@@ -77,6 +198,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
 	struct terminal_watch *w = arg;
+	evict_idle(w);
 	if (w->running || w->srv->draining) {
 		arm(w);
 		return;
@@ -117,8 +239,15 @@ void terminal_watch_free(struct terminal_watch *w)
 {
 	if (!w)
 		return;
-	/* Called after the pool is freed: a sweep that was waiting has been
-	 * answered by then. */
+	/* Called after the pool is freed (a sweep that was waiting has been
+	 * answered by then) and after every connection is. */
+	for (unsigned i = 0; i < TABLE_SIZE; i++) {
+		while (w->table[i]) {
+			struct terminal_state *t = w->table[i];
+			w->table[i] = t->next;
+			free(t);
+		}
+	}
 	event_free(w->timer);
 	free(w);
 }

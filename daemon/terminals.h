@@ -1,7 +1,10 @@
 /*
  * terminals.h: what the daemon keeps per terminal while it is connected:
- * the moment its credentials last changed (revocation, token rotation),
- * which closes its older connections on every daemon.
+ * its connections (max_connections_per_terminal), its token bucket
+ * (terminal_rate_per_s, terminal_rate_burst: requests beyond it are
+ * answered OVERLOADED with the wait in retry_after_ms), and the moment its
+ * credentials last changed (revocation, token rotation), which closes its
+ * older connections on every daemon. The limits are per daemon.
  *
  * A change reaches a daemon two ways. The database's terminal_revoke() and
  * terminal_rotate() NOTIFY referral_events with "terminal C T MICROS",
@@ -17,6 +20,19 @@
 
 struct server;
 struct terminal_watch;
+struct terminal_state;
+struct conn;
+struct request;
+struct identity;
+
+/* Counts a connection for its terminal at Hello. Returns NULL when the
+ * terminal already has max_connections_per_terminal connections here. */
+struct terminal_state *terminals_attach(struct server *srv, const struct identity *id);
+/* The connection is gone. */
+void terminals_detach(struct server *srv, struct terminal_state *t);
+/* Takes a token from the caller's bucket. Returns 1 to go on, or 0 after
+ * answering the request OVERLOADED with the time to wait. */
+int terminals_admit(struct request *req);
 
 /* The credentials of community/terminal changed at changed_us (Unix
  * microseconds, the database's clock): close its older connections. */

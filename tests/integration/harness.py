@@ -428,6 +428,10 @@ class Daemon:
         "admin_port": "0",
         "db_pool_size": "2",
         "log_level": "debug",
+        # Tests hammer the daemon from a few terminals: the per-terminal
+        # limits are off unless a test sets them (test_terminal_limits.py).
+        "terminal_rate_per_s": "0",
+        "max_connections_per_terminal": "100000",
     }
 
     def __init__(self, dsn, settings=None, config_text=None, name="referrald", tls=None):
