@@ -57,8 +57,8 @@
 	  "SELECT " TERMINAL_COLS " FROM terminal_rotate($1, $2, $3, $4) w")      \
 	X(TERMINAL_CHANGES, 1,                                                  \
 	  "SELECT (extract(epoch FROM n.now) * 1000000)::bigint, t.community_id, t.terminal_id, " \
-	  "(extract(epoch FROM t.credentials_changed_at) * 1000000)::bigint "  \
-	  "FROM (SELECT now() AS now) n LEFT JOIN terminals t ON t.credentials_changed_at > " \
+	  "(extract(epoch FROM t.changed_at) * 1000000)::bigint "              \
+	  "FROM (SELECT now() AS now) n LEFT JOIN terminal_changes t ON t.changed_at > " \
 	  "coalesce(to_timestamp($1::double precision / 1e6), n.now) - interval '1 minute'") \
 	X(PATIENT_RESOLVE, 6,                                                   \
 	  "SELECT r.patient_id, coalesce(r.id_masked, ''), r.display_name, r.created " \

@@ -226,7 +226,9 @@ struct terminal_watch *terminal_watch_start(struct server *srv, int interval_ms)
 		free(w);
 		return NULL;
 	}
-	event_active(w->timer, EV_TIMEOUT, 1);
+	/* The first look after one interval: it starts from the database's
+	 * now, less the overlap. */
+	arm(w);
 	return w;
 }
 

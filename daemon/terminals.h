@@ -6,10 +6,10 @@
  * credentials last changed (revocation, token rotation), which closes its
  * older connections on every daemon. The limits are per daemon.
  *
- * A change reaches a daemon two ways. The database's terminal_revoke() and
- * terminal_rotate() NOTIFY referral_events with "terminal C T MICROS",
- * which every daemon hears at once. And a periodic sweep
- * (credentials_check_ms) reads the terminals changed since its last look
+ * A change reaches a daemon two ways. A trigger on terminals (however the
+ * change is made) NOTIFYs referral_events with "terminal C T MICROS", which
+ * every daemon hears at once, and logs it in terminal_changes. A periodic
+ * sweep (credentials_check_ms) reads terminal_changes since its last look
  * (with a minute of overlap, for transactions that committed late), which
  * covers notifications lost while a database connection was down. Either
  * path closes, with a flush, every connection of the terminal that

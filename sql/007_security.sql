@@ -27,13 +27,44 @@ SELECT t.community_id, t.terminal_id, t.institution_id, t.role::text AS role,
        (extract(epoch FROM t.credentials_changed_at) * 1000000)::bigint AS changed_micros
   FROM terminals t;
 
--- Tells every daemon (they LISTEN on referral_events) that a terminal's
--- credentials changed: connections that authenticated before are closed.
+-- Every change of a terminal's credentials (revoked, or a new token hash),
+-- however it is made (the functions below, or an operator's UPDATE), is
+-- stamped, logged in terminal_changes and announced to every daemon (they
+-- LISTEN on referral_events): connections that authenticated before are
+-- closed. The daemons' periodic check reads terminal_changes, not
+-- terminals, so that it never waits behind a lock on terminals.
+CREATE TABLE terminal_changes (
+    change_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    community_id text NOT NULL,
+    terminal_id  text NOT NULL,
+    changed_at   timestamptz NOT NULL
+);
+CREATE INDEX terminal_changes_at ON terminal_changes (changed_at);
+
+CREATE FUNCTION terminal_credentials_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.revoked_at IS DISTINCT FROM OLD.revoked_at
+       OR NEW.token_hash IS DISTINCT FROM OLD.token_hash THEN
+        NEW.credentials_changed_at := clock_timestamp();
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER terminals_credentials_stamp BEFORE UPDATE ON terminals
+    FOR EACH ROW EXECUTE FUNCTION terminal_credentials_stamp();
+
 -- Community and terminal ids hold no spaces.
-CREATE FUNCTION terminal_changed_notify(t terminals) RETURNS void LANGUAGE sql AS $$
-    SELECT pg_notify('referral_events', format('terminal %s %s %s', t.community_id,
-           t.terminal_id, (extract(epoch FROM t.credentials_changed_at) * 1000000)::bigint));
-$$;
+CREATE FUNCTION terminal_credentials_announce() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.credentials_changed_at IS DISTINCT FROM OLD.credentials_changed_at THEN
+        INSERT INTO terminal_changes (community_id, terminal_id, changed_at)
+        VALUES (NEW.community_id, NEW.terminal_id, NEW.credentials_changed_at);
+        PERFORM pg_notify('referral_events', format('terminal %s %s %s', NEW.community_id,
+                NEW.terminal_id, (extract(epoch FROM NEW.credentials_changed_at) * 1000000)::bigint));
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER terminals_credentials_announce AFTER UPDATE ON terminals
+    FOR EACH ROW EXECUTE FUNCTION terminal_credentials_announce();
 
 CREATE FUNCTION terminal_add(p_community text, p_by text, p_terminal text, p_institution text,
                              p_role terminal_role, p_practitioner text, p_hash text)
@@ -74,15 +105,12 @@ DECLARE
 BEGIN
     UPDATE terminals x
        SET revoked_at = coalesce(x.revoked_at, clock_timestamp()),
-           revoked_by = coalesce(x.revoked_by, p_by),
-           credentials_changed_at = CASE WHEN x.revoked_at IS NULL THEN clock_timestamp()
-                                         ELSE x.credentials_changed_at END
+           revoked_by = coalesce(x.revoked_by, p_by)
      WHERE x.community_id = p_community AND x.terminal_id = p_terminal
     RETURNING * INTO t;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no terminal %', p_terminal USING ERRCODE = 'RNFND', COLUMN = 'terminal_id';
     END IF;
-    PERFORM terminal_changed_notify(t);
     RETURN QUERY SELECT * FROM terminal_wire w
                   WHERE w.community_id = p_community AND w.terminal_id = p_terminal;
 END $$;
@@ -100,11 +128,8 @@ BEGIN
         RAISE EXCEPTION 'terminal % is revoked; add a new one', p_terminal
             USING ERRCODE = 'RSTAT', COLUMN = 'terminal_id';
     END IF;
-    UPDATE terminals x SET token_hash = p_hash, rotated_at = clock_timestamp(),
-           credentials_changed_at = clock_timestamp()
-     WHERE x.community_id = p_community AND x.terminal_id = p_terminal
-    RETURNING * INTO t;
-    PERFORM terminal_changed_notify(t);
+    UPDATE terminals x SET token_hash = p_hash, rotated_at = clock_timestamp()
+     WHERE x.community_id = p_community AND x.terminal_id = p_terminal;
     RETURN QUERY SELECT * FROM terminal_wire w
                   WHERE w.community_id = p_community AND w.terminal_id = p_terminal;
 END $$;

@@ -19,14 +19,14 @@ def slow_hash(token, iterations):
 
 
 class AuthOffloadTest(harness.DaemonTestCase):
-    daemon_settings = {"auth_threads": "1"}
+    daemon_settings = {"auth_threads": "1", "handshake_timeout_ms": "120000"}
 
     def test_slow_hello_does_not_block_other_connections(self):
         c = self.community
         token = "slow-terminal-token"
         c.pg.psql(f"""INSERT INTO terminals (community_id, terminal_id, institution_id, role,
                       token_hash) VALUES ({harness.sql_literal(c.community_id)}, 'slow-01',
-                      'county-hospital', 'monitor', {harness.sql_literal(slow_hash(token, 3000000))})""")
+                      'county-hospital', 'monitor', {harness.sql_literal(slow_hash(token, 600000))})""")
         busy = self.authed("monitor")
         slow = self.connect(timeout=60)
         started = time.monotonic()
@@ -43,7 +43,7 @@ class AuthOffloadTest(harness.DaemonTestCase):
         took = time.monotonic() - started
         self.assertEqual(resp.request_id, hid)
         self.assertOk(resp, "hello")
-        self.assertGreater(took, 0.3, "the hash was not slow enough to show anything")
+        self.assertGreater(took, 0.1, "the hash was not slow enough to show anything")
         self.assertLess(worst, took / 3, f"pings waited {worst:.3f}s while the Hello took {took:.3f}s")
 
 

@@ -128,14 +128,27 @@ class TerminalAdminTest(harness.DaemonTestCase):
             time.sleep(0.5 * harness.SLOW)   # later checks leave it alone
             self.assertOk(c.ping(), "ping")
 
-    def test_change_without_notification_is_found_by_the_check(self):
+    def test_revocation_in_sql_closes_at_once(self):
+        t, _ = self.add("by-hand-01")
+        c = self.open_client(self.daemon)
+        self.assertOk(c.hello(t), "hello")
+        self.community.pg.psql(
+            "UPDATE terminals SET revoked_at = now() "
+            f"WHERE community_id = {harness.sql_literal(t.community_id)} AND terminal_id = 'by-hand-01'")
+        c.wait_closed(timeout=5)
+
+    def test_lost_notification_is_made_up_by_the_check(self):
         t, _ = self.add("quiet-01")
         c = self.open_client(self.daemon)
         self.assertOk(c.hello(t), "hello")
-        # Straight in the database, no NOTIFY: the periodic check finds it.
-        self.community.pg.psql(
-            "UPDATE terminals SET revoked_at = now(), credentials_changed_at = clock_timestamp() "
-            f"WHERE community_id = {harness.sql_literal(t.community_id)} AND terminal_id = 'quiet-01'")
+        # The change as the trigger records it, but with the notification
+        # lost (triggers off for this session): the periodic check finds it.
+        who = f"community_id = {harness.sql_literal(t.community_id)} AND terminal_id = 'quiet-01'"
+        self.community.pg.psql(f"""
+SET session_replication_role = replica;
+UPDATE terminals SET revoked_at = now(), credentials_changed_at = clock_timestamp() WHERE {who};
+INSERT INTO terminal_changes (community_id, terminal_id, changed_at)
+SELECT community_id, terminal_id, credentials_changed_at FROM terminals WHERE {who};""")
         c.wait_closed(timeout=5)
 
     def test_another_communitys_terminal_is_out_of_reach(self):
