@@ -12,8 +12,12 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 
 #include <event2/buffer.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "frame.h"
 #include "wire.h"
@@ -23,10 +27,14 @@
 
 struct rc_client {
 	int fd;
+	SSL_CTX *tls_ctx;   /* NULL: plain TCP */
+	SSL *ssl;
 	uint64_t next_id;
 	struct evbuffer *in;
 	int timed_out;   /* the last rc_recv() ran out of time, nothing worse */
 };
+
+#define IO_WAIT (-2)   /* would block: poll for *want and try again */
 
 static long long now_ms(void)
 {
@@ -94,10 +102,163 @@ struct rc_client *rc_connect(const char *host, const char *port, int timeout_ms,
 	return c;
 }
 
+/* ---- TLS ------------------------------------------------------------------ */
+
+static void tls_error(char *err, size_t errlen, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char why[256] = "unknown error";
+	if (e)
+		ERR_error_string_n(e, why, sizeof why);
+	ERR_clear_error();
+	snprintf(err, errlen, "%s: %s", what, why);
+}
+
+static SSL_CTX *tls_client_ctx(const struct rc_tls *tls, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		tls_error(err, errlen, "cannot create a TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	const char *what = NULL;
+	if (!tls->ca_file || !tls->ca_file[0])
+		snprintf(err, errlen, "TLS needs the CA certificate that issued the server's");
+	else if (SSL_CTX_load_verify_locations(ctx, tls->ca_file, NULL) != 1)
+		what = "cannot load the CA certificate";
+	else if (tls->cert_file && tls->cert_file[0] &&
+		 SSL_CTX_use_certificate_chain_file(ctx, tls->cert_file) != 1)
+		what = "cannot load the client certificate";
+	else if (tls->cert_file && tls->cert_file[0] &&
+		 SSL_CTX_use_PrivateKey_file(ctx, tls->key_file && tls->key_file[0] ? tls->key_file
+										 : tls->cert_file,
+					     SSL_FILETYPE_PEM) != 1)
+		what = "cannot load the client key";
+	else
+		return ctx;
+	if (what)
+		tls_error(err, errlen, what);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static int io_wait_ssl(SSL *ssl, int rc, short *want)
+{
+	switch (SSL_get_error(ssl, rc)) {
+	case SSL_ERROR_WANT_READ: *want = POLLIN; return IO_WAIT;
+	case SSL_ERROR_WANT_WRITE: *want = POLLOUT; return IO_WAIT;
+	case SSL_ERROR_ZERO_RETURN: return 0;
+	default: return -1;
+	}
+}
+
+/* The TLS handshake on the connected socket, within the timeout. The
+ * server is checked against the CA and the host name or address. */
+static int tls_handshake(struct rc_client *c, const char *host, int timeout_ms, char *err,
+			 size_t errlen)
+{
+	c->ssl = SSL_new(c->tls_ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+		tls_error(err, errlen, "cannot set up TLS");
+		return -1;
+	}
+	struct in6_addr a6;
+	struct in_addr a4;
+	int is_ip = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+	X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+	if (is_ip) {
+		X509_VERIFY_PARAM_set1_ip_asc(vp, host);
+	} else {
+		SSL_set_tlsext_host_name(c->ssl, host);
+		SSL_set1_host(c->ssl, host);
+	}
+	long long deadline = now_ms() + timeout_ms;
+	for (;;) {
+		int rc = SSL_connect(c->ssl);
+		if (rc == 1)
+			return 0;
+		short want = 0;
+		if (io_wait_ssl(c->ssl, rc, &want) != IO_WAIT) {
+			long v = SSL_get_verify_result(c->ssl);
+			if (v != X509_V_OK)
+				snprintf(err, errlen, "TLS handshake failed: server certificate: %s",
+					 X509_verify_cert_error_string(v));
+			else
+				tls_error(err, errlen, "TLS handshake failed");
+			return -1;
+		}
+		long long left = deadline - now_ms();
+		if (left <= 0 || wait_fd(c->fd, want, (int)left) <= 0) {
+			snprintf(err, errlen, "timed out in the TLS handshake");
+			return -1;
+		}
+	}
+}
+
+struct rc_client *rc_connect_tls(const char *host, const char *port, const struct rc_tls *tls,
+				 int timeout_ms, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = tls_client_ctx(tls, err, errlen);
+	if (!ctx)
+		return NULL;
+	struct rc_client *c = rc_connect(host, port, timeout_ms, err, errlen);
+	if (!c) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	c->tls_ctx = ctx;
+	if (tls_handshake(c, host, timeout_ms, err, errlen) < 0) {
+		rc_close(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* ---- bytes in and out, plain or TLS ------------------------------------------- */
+
+/* Returns the bytes moved, 0 at end of stream, -1 on error, or IO_WAIT with
+ * the poll event to wait for in *want. */
+static int io_read(struct rc_client *c, void *buf, size_t n, short *want)
+{
+	if (c->ssl) {
+		ERR_clear_error();
+		int rc = SSL_read(c->ssl, buf, (int)n);
+		return rc > 0 ? rc : io_wait_ssl(c->ssl, rc, want);
+	}
+	ssize_t rc = read(c->fd, buf, n);
+	if (rc < 0 && (errno == EAGAIN || errno == EINTR)) {
+		*want = POLLIN;
+		return IO_WAIT;
+	}
+	return (int)rc;
+}
+
+static int io_write(struct rc_client *c, const void *buf, size_t n, short *want)
+{
+	if (c->ssl) {
+		ERR_clear_error();
+		int rc = SSL_write(c->ssl, buf, (int)n);
+		return rc > 0 ? rc : io_wait_ssl(c->ssl, rc, want);
+	}
+	ssize_t rc = send(c->fd, buf, n, MSG_NOSIGNAL);
+	if (rc < 0 && (errno == EAGAIN || errno == EINTR)) {
+		*want = POLLOUT;
+		return IO_WAIT;
+	}
+	return (int)rc;
+}
+
 void rc_close(struct rc_client *c)
 {
 	if (!c)
 		return;
+	if (c->ssl) {
+		SSL_shutdown(c->ssl);   /* close_notify, best effort */
+		SSL_free(c->ssl);
+	}
+	SSL_CTX_free(c->tls_ctx);
 	close(c->fd);
 	evbuffer_free(c->in);
 	free(c);
@@ -118,14 +279,22 @@ int rc_send(struct rc_client *c, Referral__Request *req, char *err, size_t errle
 			evbuffer_free(out);
 		return -1;
 	}
-	while (evbuffer_get_length(out) > 0) {
-		if (wait_fd(c->fd, POLLOUT, 10000) <= 0) {
-			snprintf(err, errlen, "timed out sending");
+	size_t len = evbuffer_get_length(out), done = 0;
+	const uint8_t *data = evbuffer_pullup(out, -1);
+	while (done < len) {
+		short want = POLLOUT;
+		int n = io_write(c, data + done, len - done, &want);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n != IO_WAIT) {
+			snprintf(err, errlen, "send failed: %s", c->ssl ? "TLS error" : strerror(errno));
 			evbuffer_free(out);
 			return -1;
 		}
-		if (evbuffer_write(out, c->fd) < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(err, errlen, "send failed: %s", strerror(errno));
+		if (wait_fd(c->fd, want, 10000) <= 0) {
+			snprintf(err, errlen, "timed out sending");
 			evbuffer_free(out);
 			return -1;
 		}
@@ -154,20 +323,28 @@ Referral__Response *rc_recv(struct rc_client *c, int timeout_ms, char *err, size
 			snprintf(err, errlen, "bad frame from server (%s)", frame_result_name(r));
 			return NULL;
 		}
-		long long left = deadline - now_ms();
-		int ready = left > 0 ? wait_fd(c->fd, POLLIN, (int)left) : 0;
-		if (ready <= 0) {
-			snprintf(err, errlen, "timed out waiting for the server");
-			c->timed_out = ready == 0;
-			return NULL;
+		/* Read first, poll only when nothing is there: TLS may hold
+		 * decrypted bytes that poll() cannot see. */
+		uint8_t buf[16384];
+		short want = POLLIN;
+		int n = io_read(c, buf, sizeof buf, &want);
+		if (n > 0) {
+			evbuffer_add(c->in, buf, (size_t)n);
+			continue;
 		}
-		int n = evbuffer_read(c->in, c->fd, 65536);
 		if (n == 0) {
 			snprintf(err, errlen, "server closed the connection");
 			return NULL;
 		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(err, errlen, "receive failed: %s", strerror(errno));
+		if (n != IO_WAIT) {
+			snprintf(err, errlen, "receive failed: %s", c->ssl ? "TLS error" : strerror(errno));
+			return NULL;
+		}
+		long long left = deadline - now_ms();
+		int ready = left > 0 ? wait_fd(c->fd, want, (int)left) : 0;
+		if (ready <= 0) {
+			snprintf(err, errlen, "timed out waiting for the server");
+			c->timed_out = ready == 0;
 			return NULL;
 		}
 	}

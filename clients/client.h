@@ -18,6 +18,20 @@ struct rc_client;
 
 struct rc_client *rc_connect(const char *host, const char *port, int timeout_ms,
 			     char *err, size_t errlen);
+
+/* TLS settings of a client: the CA that issued the server's certificate
+ * (required), and optionally the terminal's own certificate and key (PEM;
+ * the key may sit in the certificate file). */
+struct rc_tls {
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
+};
+
+/* As rc_connect, then a TLS handshake (TLS 1.2 at least) that checks the
+ * server's certificate against the CA and the host name or address. */
+struct rc_client *rc_connect_tls(const char *host, const char *port, const struct rc_tls *tls,
+				 int timeout_ms, char *err, size_t errlen);
 void rc_close(struct rc_client *c);
 int rc_fd(const struct rc_client *c);
 

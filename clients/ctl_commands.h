@@ -25,6 +25,7 @@ int cmd_watch(struct ctl *ctl, int argc, char **argv);
 int cmd_deductibles(struct ctl *ctl, int argc, char **argv);
 int cmd_stay(struct ctl *ctl, int argc, char **argv);
 int cmd_deductible_policy(struct ctl *ctl, int argc, char **argv);
+int cmd_admin(struct ctl *ctl, int argc, char **argv);
 
 /* Shared by the command files (defined in ctl_slots.c). */
 /* Prints "referralctl CMD: MSG" on stderr; returns CTL_ERR_USAGE. */

@@ -4,7 +4,10 @@
  */
 #include "referralctl.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,18 +56,62 @@ static int transport_error(const char *what, const char *err)
 	return CTL_ERR_TRANSPORT;
 }
 
+/* 1 when every address of host is a loopback one: only there may a token
+ * cross the wire without TLS. */
+static int host_is_loopback(const char *host)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return 0;
+	int all = 1;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET)
+			all &= (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+		else if (ai->ai_family == AF_INET6)
+			all &= IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+		else
+			all = 0;
+	}
+	freeaddrinfo(res);
+	return all;
+}
+
+static int open_connection(struct ctl *ctl, char *err, size_t errlen)
+{
+	if (ctl->tls.ca_file) {
+		ctl->client = rc_connect_tls(ctl->host, ctl->port, &ctl->tls, ctl->timeout_ms, err,
+					     errlen);
+		return ctl->client ? CTL_OK : transport_error("connect", err);
+	}
+	if (!host_is_loopback(ctl->host)) {
+		fprintf(stderr, "referralctl: %s is not a loopback address: give the CA certificate "
+				"(--ca or REFERRAL_CA) to connect with TLS\n", ctl->host);
+		return CTL_ERR_USAGE;
+	}
+	ctl->client = rc_connect(ctl->host, ctl->port, ctl->timeout_ms, err, errlen);
+	return ctl->client ? CTL_OK : transport_error("connect", err);
+}
+
 int ctl_connect(struct ctl *ctl)
 {
 	char err[256];
-	if (!ctl->community || !ctl->terminal || !ctl->token) {
+	/* A client certificate names the terminal; a token needs the names. */
+	if (!ctl->tls.cert_file && (!ctl->community || !ctl->terminal || !ctl->token)) {
 		fprintf(stderr, "referralctl: credentials missing: set --community, --terminal and "
-				"--token (or REFERRAL_COMMUNITY, REFERRAL_TERMINAL, REFERRAL_TOKEN)\n");
+				"--token (or REFERRAL_COMMUNITY, REFERRAL_TERMINAL, REFERRAL_TOKEN), "
+				"or a client certificate (--cert)\n");
 		return CTL_ERR_USAGE;
 	}
-	ctl->client = rc_connect(ctl->host, ctl->port, ctl->timeout_ms, err, sizeof err);
-	if (!ctl->client)
-		return transport_error("connect", err);
-	Referral__Response *resp = rc_hello(ctl->client, ctl->community, ctl->terminal, ctl->token,
+	if (ctl->tls.cert_file && !ctl->tls.ca_file) {
+		fprintf(stderr, "referralctl: --cert needs --ca (the connection must use TLS)\n");
+		return CTL_ERR_USAGE;
+	}
+	int rc = open_connection(ctl, err, sizeof err);
+	if (rc != CTL_OK)
+		return rc;
+	Referral__Response *resp = rc_hello(ctl->client, ctl->community ? ctl->community : "",
+					    ctl->terminal ? ctl->terminal : "",
+					    ctl->token ? ctl->token : "",
 					    "referralctl " CTL_VERSION, ctl->timeout_ms, err,
 					    sizeof err);
 	if (!resp)
@@ -193,6 +240,10 @@ static const struct command commands[] = {
 	  "[show [--version N]]" ARGS_NL
 	  "set --policy waive|continuous|none --window DAYS [--amount LEVEL:SCHEME=FEN ...]",
 	  "the community's deductible policy, or set it (admin)" },
+	{ "admin", cmd_admin,
+	  "terminal add TERMINAL --institution I --role ROLE [--practitioner P]" ARGS_NL
+	  "terminal list [--institution I] [--all] | terminal revoke|rotate TERMINAL",
+	  "manage terminals (admin): a new token is shown once" },
 };
 
 static void usage(FILE *out)
@@ -205,6 +256,9 @@ static void usage(FILE *out)
 		"  -C, --community ID     the terminal's community (REFERRAL_COMMUNITY)\n"
 		"  -t, --terminal ID      terminal id (REFERRAL_TERMINAL)\n"
 		"  -k, --token TOKEN      terminal token (REFERRAL_TOKEN; prefer the variable)\n"
+		"  -a, --ca FILE          CA certificate: connect with TLS and check the server (REFERRAL_CA)\n"
+		"  -e, --cert FILE        client certificate, instead of a token (REFERRAL_CERT)\n"
+		"  -K, --key FILE         the client certificate's key (REFERRAL_KEY)\n"
 		"  -j, --json             machine-readable output\n"
 		"  -T, --timeout MS       per-request timeout (default 10000)\n\n"
 		"commands:\n");
@@ -228,6 +282,9 @@ int main(int argc, char **argv)
 		{ "community", required_argument, NULL, 'C' },
 		{ "terminal", required_argument, NULL, 't' },
 		{ "token", required_argument, NULL, 'k' },
+		{ "ca", required_argument, NULL, 'a' },
+		{ "cert", required_argument, NULL, 'e' },
+		{ "key", required_argument, NULL, 'K' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
@@ -239,17 +296,22 @@ int main(int argc, char **argv)
 		.community = env_or("REFERRAL_COMMUNITY", NULL),
 		.terminal = env_or("REFERRAL_TERMINAL", NULL),
 		.token = env_or("REFERRAL_TOKEN", NULL),
+		.tls = { env_or("REFERRAL_CA", NULL), env_or("REFERRAL_CERT", NULL),
+			 env_or("REFERRAL_KEY", NULL) },
 		.timeout_ms = 10000,
 	};
 	int ch;
 	/* '+': options end at the command name; the command parses the rest. */
-	while ((ch = getopt_long(argc, argv, "+H:p:C:t:k:jT:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+H:p:C:t:k:a:e:K:jT:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'H': ctl.host = optarg; break;
 		case 'p': ctl.port = optarg; break;
 		case 'C': ctl.community = optarg; break;
 		case 't': ctl.terminal = optarg; break;
 		case 'k': ctl.token = optarg; break;
+		case 'a': ctl.tls.ca_file = optarg; break;
+		case 'e': ctl.tls.cert_file = optarg; break;
+		case 'K': ctl.tls.key_file = optarg; break;
 		case 'j': ctl.json = 1; break;
 		case 'T': ctl.timeout_ms = atoi(optarg); break;
 		case 'h': usage(stdout); return CTL_OK;

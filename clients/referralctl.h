@@ -15,6 +15,7 @@ enum ctl_exit { CTL_OK = 0, CTL_ERR_SERVER = 1, CTL_ERR_USAGE = 2, CTL_ERR_TRANS
 struct ctl {
 	const char *host, *port;
 	const char *community, *terminal, *token;
+	struct rc_tls tls;                /* ca_file set: connect with TLS */
 	int json;
 	int timeout_ms;
 	struct rc_client *client;

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <ini.h>
 
 enum setting_type { SET_STR, SET_INT, SET_LOGLEVEL };
@@ -25,11 +28,23 @@ struct setting {
 
 static const struct setting settings[] = {
 	{ "listen_addr", SET_STR, OFF(listen_addr), "127.0.0.1", 0, 0, 0,
-	  "Address the client port binds to." },
-	{ "listen_port", SET_INT, OFF(listen_port), "7420", 0, 65535, 0,
-	  "Client port; 0 picks a free port (see port_file)." },
+	  "Address the TLS client port binds to." },
+	{ "listen_port", SET_INT, OFF(listen_port), "7420", -1, 65535, 0,
+	  "TLS client port; 0 picks a free port (see port_file), -1 switches it off." },
 	{ "port_file", SET_STR, OFF(port_file), "", 0, 0, 0,
-	  "If set, the bound port is written to this file once listening." },
+	  "If set, the bound TLS port is written to this file once listening." },
+	{ "tls_cert_file", SET_STR, OFF(tls_cert_file), "/etc/referrald/tls/server.crt", 0, 0, 1,
+	  "The server's certificate chain (PEM) for the TLS client port; read again on SIGHUP." },
+	{ "tls_key_file", SET_STR, OFF(tls_key_file), "/etc/referrald/tls/server.key", 0, 0, 1,
+	  "The private key (PEM) of tls_cert_file; read again on SIGHUP." },
+	{ "tls_ca_file", SET_STR, OFF(tls_ca_file), "", 0, 0, 1,
+	  "The community CA (PEM). If set, terminals may authenticate with a client certificate it issued (subject CN = terminal, O = community); empty: tokens only." },
+	{ "plain_addr", SET_STR, OFF(plain_addr), "127.0.0.1", 0, 0, 0,
+	  "Address of the port without TLS; must be a loopback address." },
+	{ "plain_port", SET_INT, OFF(plain_port), "-1", -1, 65535, 0,
+	  "Port without TLS, for development and local tools on loopback only; -1 (default) switches it off, 0 picks a free port." },
+	{ "plain_port_file", SET_STR, OFF(plain_port_file), "", 0, 0, 0,
+	  "If set, the bound plain port is written to this file once listening." },
 	{ "admin_addr", SET_STR, OFF(admin_addr), "127.0.0.1", 0, 0, 0,
 	  "Address of the admin HTTP endpoint (/metrics, /healthz). Keep it on loopback or a management network." },
 	{ "admin_port", SET_INT, OFF(admin_port), "7421", -1, 65535, 0,
@@ -58,6 +73,12 @@ static const struct setting settings[] = {
 	  "Largest frame body accepted; a larger length prefix closes the connection with FRAME_TOO_LARGE." },
 	{ "max_connections", SET_INT, OFF(max_connections), "20000", 1, 1000000, 1,
 	  "Client connections beyond this are refused with OVERLOADED and closed." },
+	{ "max_connections_per_terminal", SET_INT, OFF(max_connections_per_terminal), "64", 1, 100000, 1,
+	  "Connections one terminal may have open on this daemon; a Hello beyond it is answered OVERLOADED and the connection closed." },
+	{ "terminal_rate_per_s", SET_INT, OFF(terminal_rate_per_s), "200", 0, 1000000, 1,
+	  "Requests per second one terminal may make on this daemon, on average (a token bucket); beyond it requests are answered OVERLOADED with retry_after_ms. 0: no limit." },
+	{ "terminal_rate_burst", SET_INT, OFF(terminal_rate_burst), "400", 1, 1000000, 1,
+	  "Requests one terminal may make at once above terminal_rate_per_s (the bucket's size)." },
 	{ "max_inflight_per_conn", SET_INT, OFF(max_inflight_per_conn), "128", 1, 100000, 1,
 	  "Requests of one connection being processed at once; further frames wait in the socket." },
 	{ "max_output_bytes", SET_INT, OFF(max_output_bytes), "4194304", 4096, 1 << 30, 1,
@@ -70,6 +91,10 @@ static const struct setting settings[] = {
 	  "On SIGTERM, how long requests in flight may take before connections are closed anyway." },
 	{ "pbkdf2_iterations", SET_INT, OFF(pbkdf2_iterations), "10000", 1000, 10000000, 1,
 	  "PBKDF2-SHA256 iterations for newly hashed terminal tokens (existing hashes keep theirs)." },
+	{ "patient_id_key_file", SET_STR, OFF(patient_id_key_file), "", 0, 0, 0,
+	  "Secret (at least 32 bytes, mode 0600) keying the hash of resident ID numbers; empty: ResolvePatient is refused. Every daemon of a database needs the same one." },
+	{ "auth_threads", SET_INT, OFF(auth_threads), "2", 1, 64, 0,
+	  "Worker threads that check and hash terminal tokens, so that the slow hash never holds up the event loop." },
 	{ "release_interval_ms", SET_INT, OFF(release_interval_ms), "10000", 100, 3600000, 1,
 	  "How often the daemon releases due reserved capacity to the public pool." },
 	{ "events_poll_ms", SET_INT, OFF(events_poll_ms), "2000", 100, 3600000, 1,
@@ -78,6 +103,8 @@ static const struct setting settings[] = {
 	  "Most Book requests committed together in one transaction (group commit); 0 books each on its own." },
 	{ "booking_batches_in_flight", SET_INT, OFF(booking_batches_in_flight), "2", 1, 256, 1,
 	  "Booking batches running at once; requests arriving meanwhile form the next batch. Keep below db_pool_size." },
+	{ "credentials_check_ms", SET_INT, OFF(credentials_check_ms), "10000", 100, 3600000, 1,
+	  "How often the daemon looks for terminals revoked or rotated whose database signal was lost, to close their connections." },
 	{ "log_level", SET_LOGLEVEL, OFF(log_level), "info", 0, 0, 1,
 	  "One of error, warn, info, debug." },
 };
@@ -194,6 +221,39 @@ static char *read_line(char *str, int num, void *stream)
 	return str;
 }
 
+int config_is_loopback(const char *addr)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return 0;
+}
+
+/* Rules between settings, checked after everything is read. */
+static int validate(const struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->listen_port < 0 && cfg->plain_port < 0) {
+		snprintf(err, errlen, "no client port: listen_port and plain_port are both -1");
+		return -1;
+	}
+	if (cfg->listen_port >= 0 && (!cfg->tls_cert_file[0] || !cfg->tls_key_file[0])) {
+		snprintf(err, errlen, "listen_port is the TLS port and needs tls_cert_file and "
+			 "tls_key_file (or set listen_port = -1 and use plain_port on loopback)");
+		return -1;
+	}
+	/* Tokens and patient data cross the plain port in clear: only this
+	 * host may reach it. */
+	if (cfg->plain_port >= 0 && !config_is_loopback(cfg->plain_addr)) {
+		snprintf(err, errlen, "plain_addr '%s' is not a loopback address: the port without "
+			 "TLS may listen only on 127.0.0.0/8 or ::1", cfg->plain_addr);
+		return -1;
+	}
+	return 0;
+}
+
 int config_load(struct config *cfg, const char *path, char *const *overrides,
 		int n_overrides, char *err, size_t errlen)
 {
@@ -239,6 +299,8 @@ int config_load(struct config *cfg, const char *path, char *const *overrides,
 		if (set_value(cfg, s, eq + 1, err, errlen) < 0)
 			goto fail;
 	}
+	if (validate(cfg, err, errlen) < 0)
+		goto fail;
 	return 0;
 fail:
 	config_free(cfg);

@@ -16,6 +16,12 @@ struct config {
 	char *listen_addr;
 	int listen_port;
 	char *port_file;
+	char *tls_cert_file;
+	char *tls_key_file;
+	char *tls_ca_file;
+	char *plain_addr;
+	int plain_port;
+	char *plain_port_file;
 	char *admin_addr;
 	int admin_port;
 	char *admin_port_file;
@@ -28,11 +34,16 @@ struct config {
 	int max_frame_bytes;
 	int max_connections;
 	int max_inflight_per_conn;
+	int max_connections_per_terminal;
+	int terminal_rate_per_s;
+	int terminal_rate_burst;
 	int max_output_bytes;
 	int handshake_timeout_ms;
 	int idle_timeout_ms;
 	int shutdown_timeout_ms;
 	int pbkdf2_iterations;
+	int auth_threads;
+	char *patient_id_key_file;
 	int release_interval_ms;
 	int events_poll_ms;
 	int booking_batch_max;
@@ -40,6 +51,7 @@ struct config {
 	char *db_replica_dsn;
 	int db_replica_pool_size;
 	int db_replica_max_lag_ms;
+	int credentials_check_ms;
 	enum log_level log_level;
 };
 
@@ -53,6 +65,9 @@ void config_free(struct config *cfg);
 /* For a reload: copies into `next` the value of every setting that cannot
  * change live and differs, logging a warning for each. Logs the live changes. */
 void config_carry_restart_only(struct config *next, const struct config *cur);
+
+/* 1 when addr is an IPv4 or IPv6 loopback address literal. */
+int config_is_loopback(const char *addr);
 
 /* Prints the effective settings in config-file syntax. */
 void config_print(FILE *out, const struct config *cfg);

@@ -10,14 +10,18 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
 
 #include "dispatch.h"
 #include "events.h"
 #include "frame.h"
 #include "log.h"
 #include "server.h"
+#include "terminals.h"
+#include "tls.h"
 #include "wire.h"
 
 /* Our own replies are bounded by page sizes; this is only a backstop. */
@@ -101,17 +105,51 @@ static void send_refusal_and_close(struct server *srv, evutil_socket_t fd)
 	evutil_closesocket(fd);
 }
 
-void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int len)
+/* The bufferevent of an accepted socket: plain, or TLS as the server side.
+ * On failure the socket is closed. */
+static struct bufferevent *new_bev(struct server *srv, evutil_socket_t fd, SSL_CTX *tls_ctx)
+{
+	if (!tls_ctx) {
+		struct bufferevent *bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		if (!bev)
+			evutil_closesocket(fd);
+		return bev;
+	}
+	SSL *ssl = SSL_new(tls_ctx);
+	/* The socket variant, not the filter one (libevent#952); with
+	 * CLOSE_ON_FREE freeing the bufferevent frees the SSL too. */
+	struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(srv->base, fd, ssl,
+					BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	if (!bev) {
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	/* A client that drops the connection without close_notify is an
+	 * ordinary end of stream, not an error worth a log line. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int len,
+		 SSL_CTX *tls_ctx)
 {
 	(void)len;
 	static uint64_t next_serial = 1;
 	if (srv->draining || srv->n_conns >= (unsigned)srv->cfg.max_connections) {
-		send_refusal_and_close(srv, fd);
+		/* The TLS port cannot answer before a handshake: it just closes. */
+		if (tls_ctx) {
+			srv->stats.connections_refused++;
+			evutil_closesocket(fd);
+		} else {
+			send_refusal_and_close(srv, fd);
+		}
 		return;
 	}
 	struct conn *c = calloc(1, sizeof *c);
 	if (!c) {
-		send_refusal_and_close(srv, fd);
+		srv->stats.connections_refused++;
+		evutil_closesocket(fd);
 		return;
 	}
 	int one = 1;
@@ -120,14 +158,13 @@ void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 	c->srv = srv;
 	c->serial = next_serial++;
 	c->state = CONN_HANDSHAKE;
+	c->tls = tls_ctx != NULL;
 	describe_peer(addr, c->peer, sizeof c->peer);
-	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->bev = new_bev(srv, fd, tls_ctx);
 	c->handshake_timer = evtimer_new(srv->base, handshake_timeout_cb, c);
 	if (!c->bev || !c->handshake_timer) {
 		if (c->bev)
 			bufferevent_free(c->bev);
-		else
-			evutil_closesocket(fd);
 		if (c->handshake_timer)
 			event_free(c->handshake_timer);
 		free(c);
@@ -236,9 +273,47 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 		events_resume(c);
 }
 
+/* The TLS handshake is done: note the terminal its certificate names. */
+static void conn_tls_established(struct conn *c)
+{
+	c->tls_up = 1;
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	c->has_cert = tls_peer_terminal(ssl, c->cert_community, sizeof c->cert_community,
+					c->cert_terminal, sizeof c->cert_terminal);
+	log_debug("conn %llu: TLS %s established%s%s%s%s", (unsigned long long)c->serial,
+		  SSL_get_version(ssl), c->has_cert ? ", certificate of " : "",
+		  c->has_cert ? c->cert_community : "", c->has_cert ? "/" : "",
+		  c->has_cert ? c->cert_terminal : "");
+}
+
+/* Why a TLS connection failed, from OpenSSL's error queue of the bev. */
+static void tls_error_reason(struct bufferevent *bev, char *buf, size_t len)
+{
+	/* Most recent first; libevent also queues bare SSL_get_error() codes,
+	 * which name no library: skip those. */
+	unsigned long e, best = 0;
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (!best && ERR_GET_LIB(e) != 0)
+			best = e;
+	if (best)
+		ERR_error_string_n(best, buf, len);
+	else
+		snprintf(buf, len, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	/* Say what was wrong with a client certificate: expired, unknown CA... */
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	size_t n = strlen(buf);
+	if (v != X509_V_OK && n < len)
+		snprintf(buf + n, len - n, " (%s)", X509_verify_cert_error_string(v));
+}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		conn_tls_established(c);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if ((what & BEV_EVENT_READING) && (c->inflight > 0 || c->sub.active)) {
 			/* Quiet because it waits for us or listens: not idle. */
@@ -250,10 +325,23 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 							 : "idle timeout", 0);
 		return;
 	}
-	if (what & BEV_EVENT_EOF)
+	if (what & BEV_EVENT_EOF) {
 		conn_close(c, "peer closed", 0);
-	else if (what & BEV_EVENT_ERROR)
-		conn_close(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), 0);
+	} else if (what & BEV_EVENT_ERROR) {
+		char why[256] = "";
+		if (c->tls) {
+			tls_error_reason(bev, why, sizeof why);
+			if (!c->tls_up) {
+				/* Wrong CA, expired certificate, old protocol... */
+				c->srv->stats.tls_handshakes_failed++;
+				log_info("conn %llu from %s: TLS handshake failed: %s",
+					 (unsigned long long)c->serial, c->peer, why);
+			}
+		} else {
+			snprintf(why, sizeof why, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		}
+		conn_close(c, why, 0);
+	}
 }
 
 void conn_send(struct conn *c, const Referral__Response *resp)
@@ -293,6 +381,10 @@ void conn_close(struct conn *c, const char *reason, int flush)
 	c->prev = c->next = NULL;
 	srv->n_conns--;
 	srv->n_closing++;
+	if (c->term) {
+		terminals_detach(srv, c->term);
+		c->term = NULL;
+	}
 	if (c->sub.active)
 		events_unsubscribe(c);
 	srv->stats.connections_closed++;
@@ -337,11 +429,25 @@ void conn_handshake_failed(struct conn *c)
 		c->state = CONN_HANDSHAKE;
 }
 
+/* Frees the bufferevent (and with it the socket and the SSL). A TLS
+ * connection first says close_notify, without waiting for the peer's. */
+static void conn_free_bev(struct conn *c)
+{
+	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	if (ssl && c->tls_up) {
+		SSL_set_shutdown(ssl, SSL_RECEIVED_SHUTDOWN);
+		SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+}
+
 static void conn_free(struct conn *c)
 {
 	c->srv->n_closing--;
 	if (c->bev)
-		bufferevent_free(c->bev);
+		conn_free_bev(c);
 	event_free(c->handshake_timer);
 	free(c);
 }
@@ -355,8 +461,7 @@ void conn_reap(struct server *srv)
 		list = c->reap_next;
 		c->on_reap_list = 0;
 		if (c->bev) {
-			bufferevent_free(c->bev);
-			c->bev = NULL;
+			conn_free_bev(c);
 		}
 		/* Requests still in flight hold the struct; the last one reaps it. */
 		if (c->inflight == 0)

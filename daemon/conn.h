@@ -17,6 +17,8 @@
 
 struct server;
 struct sockaddr;
+struct ssl_ctx_st;
+struct terminal_state;
 
 struct identity {
 	char community_id[64];
@@ -24,6 +26,7 @@ struct identity {
 	char institution_id[64];
 	char practitioner_id[64];
 	Referral__Role role;
+	long long credentials_us;   /* when the terminal's credentials last changed */
 };
 
 enum conn_state {
@@ -53,7 +56,13 @@ struct conn {
 	enum conn_state state;
 	uint64_t serial;
 	char peer[64];
+	int tls;                    /* accepted on the TLS port */
+	int tls_up;                 /* the TLS handshake is done */
+	int has_cert;               /* a verified client certificate names a terminal */
+	char cert_community[64];
+	char cert_terminal[64];
 	struct identity ident;
+	struct terminal_state *term;  /* its terminal's count and bucket (terminals.h) */
 	struct event *handshake_timer;
 	unsigned inflight;
 	int processing;             /* inside conn_process_input */
@@ -62,8 +71,9 @@ struct conn {
 	struct conn_subscription sub;
 };
 
-/* Takes over an accepted socket. */
-void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int len);
+/* Takes over an accepted socket; with a TLS context, TLS is spoken on it. */
+void conn_accept(struct server *srv, evutil_socket_t fd, const struct sockaddr *addr, int len,
+		 struct ssl_ctx_st *tls_ctx);
 
 /* Sends one Response frame (dropped when the connection is closing). */
 void conn_send(struct conn *c, const Referral__Response *resp);

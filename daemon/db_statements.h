@@ -50,13 +50,37 @@
 #define POLICY_COLS                                                             \
 	"p.version, p.effective_epoch, p.policy, p.window_days, p.amounts, "      \
 	"p.set_by, p.latest_version"
+/* The columns every terminal statement returns, in the order
+ * terminal_from_row() reads them (from the view terminal_wire w). */
+#define TERMINAL_COLS                                                           \
+	"w.terminal_id, w.institution_id, w.role, w.practitioner_id, w.created_epoch, " \
+	"w.revoked_epoch, w.revoked_by, w.rotated_epoch, w.changed_micros, w.community_id"
 
 /* X(ENUM_SUFFIX, number of parameters, SQL) */
 #define DB_STATEMENTS(X)                                                        \
 	X(TERMINAL_LOOKUP, 2,                                                   \
 	  "SELECT t.institution_id, t.role::text, coalesce(t.practitioner_id, ''), " \
-	  "       t.token_hash, t.revoked_at IS NOT NULL "                     \
+	  "       t.token_hash, t.revoked_at IS NOT NULL, "                    \
+	  "       (extract(epoch FROM t.credentials_changed_at) * 1000000)::bigint " \
 	  "  FROM terminals t WHERE t.community_id = $1 AND t.terminal_id = $2")     \
+	X(TERMINAL_ADD, 7,                                                      \
+	  "SELECT " TERMINAL_COLS " FROM terminal_add($1, $2, $3, $4, $5::terminal_role, $6, $7) w") \
+	X(TERMINAL_LIST, 3,                                                     \
+	  "SELECT " TERMINAL_COLS " FROM terminal_wire w WHERE w.community_id = $1" \
+	  " AND ($2 = '' OR w.institution_id = $2) AND ($3::boolean OR w.revoked_epoch = 0)" \
+	  " ORDER BY w.institution_id, w.terminal_id LIMIT 10000")               \
+	X(TERMINAL_REVOKE, 3,                                                   \
+	  "SELECT " TERMINAL_COLS " FROM terminal_revoke($1, $2, $3) w")          \
+	X(TERMINAL_ROTATE, 4,                                                   \
+	  "SELECT " TERMINAL_COLS " FROM terminal_rotate($1, $2, $3, $4) w")      \
+	X(TERMINAL_CHANGES, 1,                                                  \
+	  "SELECT (extract(epoch FROM n.now) * 1000000)::bigint, t.community_id, t.terminal_id, " \
+	  "(extract(epoch FROM t.changed_at) * 1000000)::bigint "              \
+	  "FROM (SELECT now() AS now) n LEFT JOIN terminal_changes t ON t.changed_at > " \
+	  "coalesce(to_timestamp($1::double precision / 1e6), n.now) - interval '1 minute'") \
+	X(PATIENT_RESOLVE, 6,                                                   \
+	  "SELECT r.patient_id, coalesce(r.id_masked, ''), r.display_name, r.created " \
+	  "FROM patient_resolve($1, decode($2, 'hex'), $3, $4, $5::boolean, $6) r") \
 	X(PUBLISH_SESSIONS, 11,                                                 \
 	  "SELECT " SESSION_COLS " FROM publish_sessions($1, $2, $3, $4, $5::resource_kind, $6, " \
 	  "$7::integer, $8::integer, $9::integer, $10::timestamptz[], $11::timestamptz[]) s") \

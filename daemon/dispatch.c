@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "terminals.h"
 #include "wire.h"
 
 #define CLINIC ROLE_BIT(REFERRAL__ROLE__ROLE_CLINIC)
@@ -47,6 +48,12 @@ const struct route routes[] = {
 	R(LIST_DEDUCTIBLES, "list_deductibles", handle_list_deductibles, BILLING | MONITOR | ADMIN),
 	R(SET_DEDUCTIBLE_POLICY, "set_deductible_policy", handle_set_deductible_policy, ADMIN),
 	R(GET_DEDUCTIBLE_POLICY, "get_deductible_policy", handle_get_deductible_policy, ROLES_ANY),
+	/* Security (docs/security.md). */
+	R(ADD_TERMINAL, "add_terminal", handle_add_terminal, ADMIN),
+	R(LIST_TERMINALS, "list_terminals", handle_list_terminals, ADMIN),
+	R(REVOKE_TERMINAL, "revoke_terminal", handle_revoke_terminal, ADMIN),
+	R(ROTATE_TERMINAL, "rotate_terminal", handle_rotate_terminal, ADMIN),
+	R(RESOLVE_PATIENT, "resolve_patient", handle_resolve_patient, CLINIC | DESK | BILLING | ADMIN),
 };
 const unsigned routes_count = sizeof routes / sizeof routes[0];
 /* Every route has its own row in the request metrics. */
@@ -152,7 +159,8 @@ int dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
 			     "%s is not valid UTF-8 or contains a NUL byte", path);
 		return 0;
 	}
-	if (admissible(req))
+	/* The terminal's rate limit applies to every request after Hello. */
+	if (admissible(req) && (req->route->roles == ROLES_HANDSHAKE || terminals_admit(req)))
 		req->route->handler(req);
 	return 0;
 }

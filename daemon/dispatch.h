@@ -57,5 +57,10 @@ void handle_get_deductible(struct request *req);
 void handle_list_deductibles(struct request *req);
 void handle_set_deductible_policy(struct request *req);
 void handle_get_deductible_policy(struct request *req);
+void handle_add_terminal(struct request *req);      /* handle_terminals.c */
+void handle_list_terminals(struct request *req);
+void handle_revoke_terminal(struct request *req);
+void handle_rotate_terminal(struct request *req);
+void handle_resolve_patient(struct request *req);   /* handle_patients.c */
 
 #endif

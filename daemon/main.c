@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
@@ -30,7 +31,11 @@
 #include "release.h"
 #include "replica.h"
 #include "server.h"
+#include "patient_id.h"
+#include "terminals.h"
+#include "tls.h"
 #include "token.h"
+#include "workers.h"
 
 #define MAX_OVERRIDES 64
 
@@ -165,6 +170,10 @@ void server_begin_drain(struct server *srv)
 		evconnlistener_free(srv->listener);
 		srv->listener = NULL;
 	}
+	if (srv->plain_listener) {
+		evconnlistener_free(srv->plain_listener);
+		srv->plain_listener = NULL;
+	}
 	struct conn *c = srv->conns;
 	while (c) {
 		struct conn *next = c->next;
@@ -179,6 +188,23 @@ void server_begin_drain(struct server *srv)
 	loop_exit_if_drained(srv);
 }
 
+/* New TLS connections get a context built from the new settings; open
+ * ones keep theirs. A certificate that does not load keeps the old context
+ * and the whole old configuration. */
+static int reload_tls(struct server *srv, const struct config *next)
+{
+	char err[512];
+	SSL_CTX *ctx = tls_server_ctx_new(next, err, sizeof err);
+	if (!ctx) {
+		log_error("reload failed, keeping the running configuration: %s", err);
+		return -1;
+	}
+	SSL_CTX_free(srv->tls_ctx);
+	srv->tls_ctx = ctx;
+	log_info("TLS certificate and key loaded from %s", next->tls_cert_file);
+	return 0;
+}
+
 static void reload(struct server *srv)
 {
 	sd_notify(0, "RELOADING=1");
@@ -191,6 +217,11 @@ static void reload(struct server *srv)
 		return;
 	}
 	config_carry_restart_only(&next, &srv->cfg);
+	if (srv->tls_ctx && reload_tls(srv, &next) < 0) {
+		config_free(&next);
+		sd_notify(0, "READY=1");
+		return;
+	}
 	config_free(&srv->cfg);
 	srv->cfg = next;
 	log_set_level(srv->cfg.log_level);
@@ -199,6 +230,7 @@ static void reload(struct server *srv)
 			   srv->cfg.db_reconnect_max_ms);
 	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
 	event_hub_set_poll(srv->events, srv->cfg.events_poll_ms);
+	terminal_watch_set_interval(srv->terminal_watch, srv->cfg.credentials_check_ms);
 	for (struct conn *c = srv->conns; c; c = c->next)
 		conn_apply_settings(c);
 	log_info("configuration reloaded");
@@ -223,11 +255,19 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 	loop_exit_if_drained(srv);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
-		      int len, void *arg)
+static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+			  int len, void *arg)
 {
 	(void)l;
-	conn_accept(arg, fd, addr, len);
+	struct server *srv = arg;
+	conn_accept(srv, fd, addr, len, srv->tls_ctx);
+}
+
+static void accept_plain_cb(struct evconnlistener *l, evutil_socket_t fd,
+			    struct sockaddr *addr, int len, void *arg)
+{
+	(void)l;
+	conn_accept(arg, fd, addr, len, NULL);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -255,67 +295,130 @@ static int activated_socket(void)
 	return fd;
 }
 
-static int finish_listening(struct server *srv, const char *what)
+/* One client port: the TLS one or the plain one. */
+struct port_spec {
+	const char *name;            /* for the log */
+	const char *addr;
+	int port;
+	const char *port_file;
+	evconnlistener_cb accept;
+	struct evconnlistener **listener;
+	int *bound_port;
+};
+
+static int finish_listening(struct server *srv, const struct port_spec *p, const char *what)
 {
-	evconnlistener_set_error_cb(srv->listener, accept_error_cb);
+	evconnlistener_set_error_cb(*p->listener, accept_error_cb);
 	struct sockaddr_storage bound;
 	socklen_t blen = sizeof bound;
-	getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&bound, &blen);
-	srv->bound_port = ntohs(bound.ss_family == AF_INET6
-					? ((struct sockaddr_in6 *)&bound)->sin6_port
-					: ((struct sockaddr_in *)&bound)->sin_port);
-	if (srv->cfg.port_file[0] && write_port_file(srv->cfg.port_file, srv->bound_port) < 0) {
-		log_error("cannot write port_file %s", srv->cfg.port_file);
+	getsockname(evconnlistener_get_fd(*p->listener), (struct sockaddr *)&bound, &blen);
+	*p->bound_port = ntohs(bound.ss_family == AF_INET6
+				       ? ((struct sockaddr_in6 *)&bound)->sin6_port
+				       : ((struct sockaddr_in *)&bound)->sin_port);
+	if (p->port_file[0] && write_port_file(p->port_file, *p->bound_port) < 0) {
+		log_error("cannot write %s", p->port_file);
 		return -1;
 	}
-	log_info("referrald %s listening on %s port %d (protocol 1, schema %d)", REFERRALD_VERSION,
-		 what, srv->bound_port, srv->schema_version);
+	log_info("referrald %s listening on %s port %d, %s (protocol 1, schema %d)",
+		 REFERRALD_VERSION, what, *p->bound_port, p->name, srv->schema_version);
 	return 0;
 }
 
-static int start_listening(struct server *srv)
+/* Whether a socket passed by systemd is bound to a loopback address. */
+static int socket_is_loopback(int fd)
 {
-	int afd = activated_socket();
-	if (afd >= 0) {
-		srv->listener = evconnlistener_new(srv->base, accept_cb, srv,
-						   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-						   -1, afd);
-		if (!srv->listener)
-			return -1;
-		return finish_listening(srv, "the socket passed by systemd");
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	char host[INET6_ADDRSTRLEN] = "";
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+	return config_is_loopback(host);
+}
+
+static int listen_activated(struct server *srv, const struct port_spec *p, int afd)
+{
+	if (p->accept == accept_plain_cb && !socket_is_loopback(afd)) {
+		log_error("the socket passed by systemd is not on loopback, and without "
+			  "listen_port (TLS) it would serve without TLS: refusing to start");
+		return -1;
 	}
+	*p->listener = evconnlistener_new(srv->base, p->accept, srv,
+					  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, afd);
+	if (!*p->listener)
+		return -1;
+	return finish_listening(srv, p, "the socket passed by systemd");
+}
+
+static int listen_on(struct server *srv, const struct port_spec *p)
+{
 	struct sockaddr_storage ss;
 	int sslen;
 	char spec[300];
-	const char *addr = srv->cfg.listen_addr;
 	memset(&ss, 0, sizeof ss);
 	/* Not evutil_parse_sockaddr_port: it refuses port 0. */
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+	if (inet_pton(AF_INET, p->addr, &in4->sin_addr) == 1) {
 		in4->sin_family = AF_INET;
-		in4->sin_port = htons((uint16_t)srv->cfg.listen_port);
+		in4->sin_port = htons((uint16_t)p->port);
 		sslen = sizeof *in4;
-	} else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+	} else if (inet_pton(AF_INET6, p->addr, &in6->sin6_addr) == 1) {
 		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)srv->cfg.listen_port);
+		in6->sin6_port = htons((uint16_t)p->port);
 		sslen = sizeof *in6;
 	} else {
-		log_error("listen_addr '%s' is not an IP address", addr);
+		log_error("%s address '%s' is not an IP address", p->name, p->addr);
 		return -1;
 	}
-	snprintf(spec, sizeof spec, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr,
-		 srv->cfg.listen_port);
-	srv->listener = evconnlistener_new_bind(srv->base, accept_cb, srv,
-						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-							LEV_OPT_CLOSE_ON_EXEC,
-						1024, (struct sockaddr *)&ss, sslen);
-	if (!srv->listener) {
+	snprintf(spec, sizeof spec, strchr(p->addr, ':') ? "[%s]:%d" : "%s:%d", p->addr, p->port);
+	*p->listener = evconnlistener_new_bind(srv->base, p->accept, srv,
+					       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+						       LEV_OPT_CLOSE_ON_EXEC,
+					       1024, (struct sockaddr *)&ss, sslen);
+	if (!*p->listener) {
 		log_error("cannot listen on %s: %s", spec,
 			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		return -1;
 	}
-	return finish_listening(srv, addr);
+	return finish_listening(srv, p, p->addr);
+}
+
+/* The TLS port (listen_port) and the loopback plain port (plain_port),
+ * each unless switched off. A socket passed by systemd takes the place of
+ * the TLS port, or of the plain one when there is no TLS port. */
+static int start_listening(struct server *srv)
+{
+	const struct config *cfg = &srv->cfg;
+	struct port_spec tls = { "TLS", cfg->listen_addr, cfg->listen_port, cfg->port_file,
+				 accept_tls_cb, &srv->listener, &srv->bound_port };
+	struct port_spec plain = { "without TLS", cfg->plain_addr, cfg->plain_port,
+				   cfg->plain_port_file, accept_plain_cb, &srv->plain_listener,
+				   &srv->plain_bound_port };
+	if (cfg->listen_port >= 0) {
+		char err[512];
+		srv->tls_ctx = tls_server_ctx_new(cfg, err, sizeof err);
+		if (!srv->tls_ctx) {
+			log_error("%s", err);
+			return -1;
+		}
+	}
+	int afd = activated_socket();
+	if (afd >= 0) {
+		if (listen_activated(srv, cfg->listen_port >= 0 ? &tls : &plain, afd) < 0)
+			return -1;
+		if (cfg->listen_port >= 0 && cfg->plain_port >= 0)
+			return listen_on(srv, &plain);
+		return 0;
+	}
+	if (cfg->listen_port >= 0 && listen_on(srv, &tls) < 0)
+		return -1;
+	if (cfg->plain_port >= 0 && listen_on(srv, &plain) < 0)
+		return -1;
+	return 0;
 }
 
 /* The watchdog ping comes from a loop timer: a stuck loop stops pinging
@@ -341,11 +444,13 @@ static int start_watchdog(struct server *srv)
 	return 0;
 }
 
-/* The pool heard NOTIFY referral_events: the payload is the community. */
+/* The pool heard NOTIFY referral_events: the payload is a community with
+ * new events, or "terminal ..." when a terminal's credentials changed. */
 static void notified(void *arg, const char *payload)
 {
 	struct server *srv = arg;
-	event_hub_notify(srv->events, payload);
+	if (!terminals_notified(srv, payload))
+		event_hub_notify(srv->events, payload);
 }
 
 static int setup(struct server *srv)
@@ -373,6 +478,19 @@ static int setup(struct server *srv)
 		.notify = notified,
 		.notify_arg = srv,
 	};
+	if (srv->cfg.patient_id_key_file[0]) {
+		char err[512];
+		srv->patient_key = calloc(1, sizeof *srv->patient_key);
+		if (!srv->patient_key ||
+		    patient_key_load(srv->patient_key, srv->cfg.patient_id_key_file, err, sizeof err) < 0) {
+			log_error("%s", srv->patient_key ? err : "out of memory");
+			return -1;
+		}
+	}
+	/* Token checks wait here; a full queue answers OVERLOADED. */
+	srv->workers = workers_new(srv->base, srv->cfg.auth_threads, 1024);
+	if (!srv->workers)
+		return -1;
 	srv->events = event_hub_new(srv, srv->cfg.events_poll_ms);
 	srv->db = srv->events ? db_pool_new(srv->base, &ps) : NULL;
 	if (!srv->db)
@@ -385,7 +503,8 @@ static int setup(struct server *srv)
 	if (replica_failed)
 		return -1;
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
-	if (!srv->release || start_watchdog(srv) < 0)
+	srv->terminal_watch = terminal_watch_start(srv, srv->cfg.credentials_check_ms);
+	if (!srv->release || !srv->terminal_watch || start_watchdog(srv) < 0)
 		return -1;
 	if (start_listening(srv) < 0)
 		return -1;
@@ -398,6 +517,8 @@ static void teardown(struct server *srv)
 {
 	if (srv->listener)
 		evconnlistener_free(srv->listener);
+	if (srv->plain_listener)
+		evconnlistener_free(srv->plain_listener);
 	conn_free_all(srv);
 	release_timer_free(srv->release);
 	/* Answers what is still waiting on the database; their connections
@@ -406,6 +527,8 @@ static void teardown(struct server *srv)
 	book_batcher_free(srv->book_batcher);
 	replica_free(srv->replica);
 	db_pool_free(srv->db);
+	terminal_watch_free(srv->terminal_watch);
+	workers_free(srv->workers);
 	event_hub_free(srv->events);
 	conn_reap(srv);
 	for (int i = 0; i < 3; i++)
@@ -419,6 +542,11 @@ static void teardown(struct server *srv)
 		event_free(srv->watchdog);
 	if (srv->base)
 		event_base_free(srv->base);
+	SSL_CTX_free(srv->tls_ctx);
+	if (srv->patient_key) {
+		OPENSSL_cleanse(srv->patient_key, sizeof *srv->patient_key);
+		free(srv->patient_key);
+	}
 	config_free(&srv->cfg);
 	libevent_global_shutdown();
 }

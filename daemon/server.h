@@ -16,6 +16,7 @@ struct evconnlistener;
 struct event;
 struct db_pool;
 struct conn;
+struct ssl_ctx_st;
 
 #define REFERRALD_VERSION "0.1.0"
 
@@ -26,12 +27,18 @@ struct server {
 	char *const *overrides;     /* --set key=value, re-applied on reload */
 	int n_overrides;
 
-	struct evconnlistener *listener;
+	struct evconnlistener *listener;        /* the TLS client port */
+	struct evconnlistener *plain_listener;  /* loopback only, without TLS */
 	int bound_port;
+	int plain_bound_port;
+	struct ssl_ctx_st *tls_ctx;             /* for new TLS connections; swapped on SIGHUP */
 	struct db_pool *db;
 	struct book_batcher *book_batcher;
 	struct replica *replica;   /* NULL without db_replica_dsn */
+	struct worker_pool *workers;  /* token hashes, off the loop */
+	struct patient_key *patient_key;  /* NULL: no patient_id_key_file */
 	struct release_timer *release;
+	struct terminal_watch *terminal_watch;  /* closes connections of revoked terminals */
 	struct event_hub *events;
 	struct admin_http *admin;
 	int admin_bound_port;

@@ -14,8 +14,10 @@
 	X(connections_closed, "client connections closed")                     \
 	X(handshakes_ok, "successful Hello handshakes")                        \
 	X(handshakes_failed, "refused Hello handshakes")                       \
+	X(tls_handshakes_failed, "TLS handshakes that failed (bad certificate, old protocol, not TLS)") \
 	X(requests_total, "requests answered")                                 \
 	X(errors_total, "requests answered with an error")                     \
+	X(requests_rate_limited, "requests refused by their terminal's rate limit") \
 	X(frames_malformed, "frames that were not a valid Request")            \
 	X(frames_too_large, "frames whose length exceeded max_frame_bytes")    \
 	X(timeouts_handshake, "connections closed for not completing Hello")   \

@@ -81,6 +81,8 @@ Other terminals: $(cd "$creds" && ls | sed 's/\.env$//' | tr '\n' ' ')
 Ctrl-C stops the daemon and the database.
 
 MSG
-./build/referrald -s db_dsn="$REFERRAL_DSN" -s listen_port="$port" &
+# The demo runs on loopback without TLS (plain_port); a real deployment
+# uses the TLS port (docs/security.md).
+./build/referrald -s db_dsn="$REFERRAL_DSN" -s listen_port=-1 -s plain_port="$port" &
 pid=$!
 wait "$pid"

@@ -13,10 +13,12 @@ PACKAGES=(
 	libpq-dev               # asynchronous PostgreSQL client
 	libprotobuf-c-dev protobuf-c-compiler   # wire format (C)
 	libssl-dev              # TLS, PBKDF2, random tokens
+	openssl                 # throwaway CA and certificates in the TLS tests
 	libinih-dev             # config file parsing
 	libjson-c-dev           # referralctl --json
 	libsystemd-dev          # sd_notify
 	libcmocka-dev           # unit tests
+	clang libclang-rt-14-dev  # the libFuzzer target (tests/fuzz): clang 14 and its fuzzer runtime
 	postgresql-15 postgresql-client-15      # the database, and private test clusters
 	python3 python3-protobuf protobuf-compiler  # interoperability and integration tests
 	python3-prometheus-client  # parses /metrics in the monitoring tests

@@ -26,6 +26,7 @@ import secrets
 import shlex
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -308,6 +309,24 @@ def wait_lookups_blocked(pg, dbname, count=1):
              what=f"{count} daemon queries to wait on the lock")
 
 
+def patient_key_file():
+    """The server secret for resident ID hashes, one for the whole run (all
+    daemons of a database must share it); readable by the owner only."""
+    path = os.path.join(TEST_TMP, "patient_id.key")
+    if not os.path.exists(path):
+        os.makedirs(TEST_TMP, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32).hex().encode() + b"\n")
+        try:
+            os.link(tmp, path)   # the first writer wins; the others use its key
+        except FileExistsError:
+            pass
+        os.unlink(tmp)
+    return path
+
+
 # ---- communities and terminals ------------------------------------------------
 
 def hash_token(token):
@@ -398,29 +417,46 @@ COMMIT;
 class Daemon:
     """referrald on a free loopback port, in a scratch directory.
 
+    By default it serves its loopback port without TLS (plain_port) and has
+    no TLS port. With tls (a tls_support.Pki), the TLS port is the one
+    `port` names, with the Pki's server certificate and CA, and the plain
+    port is off.
+
     settings: key -> value passed as `-s key=value` after the defaults below
     (a value of None drops a default, e.g. to let a config file decide).
     """
 
     DEFAULTS = {
         "listen_addr": "127.0.0.1",
-        "listen_port": "0",
+        "listen_port": "-1",
+        "plain_addr": "127.0.0.1",
+        "plain_port": "0",
         "admin_port": "0",
         "db_pool_size": "2",
         "log_level": "debug",
+        # Tests hammer the daemon from a few terminals: the per-terminal
+        # limits are off unless a test sets them (test_terminal_limits.py).
+        "terminal_rate_per_s": "0",
+        "max_connections_per_terminal": "100000",
     }
 
-    def __init__(self, dsn, settings=None, config_text=None, name="referrald"):
+    def __init__(self, dsn, settings=None, config_text=None, name="referrald", tls=None):
         self.dir = scratch_dir(name)
         self.port_file = os.path.join(self.dir, "port")
         self.admin_port_file = os.path.join(self.dir, "admin_port")
         self.log_path = os.path.join(self.dir, "referrald.log")
         self.config_path = None
+        self.tls = tls
         if config_text is not None:
             self.config_path = os.path.join(self.dir, "referrald.conf")
             self.write_config(config_text)
-        merged = dict(self.DEFAULTS, port_file=self.port_file,
-                      admin_port_file=self.admin_port_file, db_dsn=dsn)
+        ports = {"plain_port_file": self.port_file}
+        if tls is not None:
+            ports = {"listen_port": "0", "plain_port": "-1", "port_file": self.port_file,
+                     "tls_cert_file": tls.server_cert, "tls_key_file": tls.server_key,
+                     "tls_ca_file": tls.ca_cert}
+        merged = dict(self.DEFAULTS, admin_port_file=self.admin_port_file, db_dsn=dsn,
+                      patient_id_key_file=patient_key_file(), **ports)
         merged.update(settings or {})
         self.settings = {k: v for k, v in merged.items() if v is not None}
         self.proc = None
@@ -557,6 +593,8 @@ class Daemon:
         self.check_clean_exit(rc)
 
     def client(self, **kw):
+        if self.tls is not None and "tls" not in kw:
+            kw["tls"] = self.tls.client_context()
         return Client(self.port, **kw)
 
 
@@ -611,12 +649,15 @@ class ConnectionClosed(Exception):
 
 
 class Client:
-    """A blocking socket client speaking referrald's framing by hand."""
+    """A blocking socket client speaking referrald's framing by hand; over
+    TLS when given an ssl.SSLContext."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, tls=None):
         self.timeout = timeout * SLOW
         self.sock = socket.create_connection((host, port), timeout=self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
         self.buf = b""
         self.next_id = 1
 
@@ -643,7 +684,7 @@ class Client:
         self.sock.settimeout(left)
         try:
             data = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             data = b""
         if not data:
             raise ConnectionClosed(f"server closed the connection ({len(self.buf)} bytes unread)")

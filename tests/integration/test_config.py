@@ -76,7 +76,7 @@ log_level = warn
             "unknown section": ("[elsewhere]\nlisten_port = 1\n",
                                 r"unknown section \[elsewhere\]"),
             "not an integer": ("listen_port = eighty\n", r"listen_port: 'eighty'"),
-            "out of range": ("listen_port = 70000\n", r"listen_port: '70000'.*\[0, 65535\]"),
+            "out of range": ("listen_port = 70000\n", r"listen_port: '70000'.*\[-1, 65535\]"),
             "below minimum": ("max_frame_bytes = 10\n", r"max_frame_bytes: '10'"),
             "trailing junk": ("db_pool_size = 4x\n", r"db_pool_size: '4x'"),
             "bad log level": ("log_level = loud\n", r"log_level: 'loud'"),

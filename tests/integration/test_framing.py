@@ -168,7 +168,7 @@ class FramingTest(harness.DaemonTestCase):
     def test_many_bad_requests_do_not_close(self):
         c = self.authed("clinic")
         for i in range(1, 51):
-            c.send_frame(field_varint(1, i) + field_bytes(60 + i, b""))
+            c.send_frame(field_varint(1, i) + field_bytes(1000 + i, b""))
         for i in range(1, 51):
             self.assertError(c.recv(), E.UNIMPLEMENTED, request_id=i)
         self.assertOk(c.ping(), "ping")

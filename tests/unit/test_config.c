@@ -222,19 +222,19 @@ static void test_file_errors(void **state)
 			  "unknown setting 'no_such_key'", 3);
 	expect_file_error("[referrald]\nListen_Port = 1\n", "unknown setting 'Listen_Port'", 2);
 	expect_file_error("listen_port = abc\n",
-			  "listen_port: 'abc' is not an integer in [0, 65535]", 1);
+			  "listen_port: 'abc' is not an integer in [-1, 65535]", 1);
 	expect_file_error("listen_port = 12x\n",
-			  "listen_port: '12x' is not an integer in [0, 65535]", 1);
+			  "listen_port: '12x' is not an integer in [-1, 65535]", 1);
 	expect_file_error("listen_port = 1.5\n",
-			  "listen_port: '1.5' is not an integer in [0, 65535]", 1);
+			  "listen_port: '1.5' is not an integer in [-1, 65535]", 1);
 	expect_file_error("listen_port =\n",
-			  "listen_port: '' is not an integer in [0, 65535]", 1);
+			  "listen_port: '' is not an integer in [-1, 65535]", 1);
 	expect_file_error("db_pool_size = 99999999999999999999999\n",
 			  "db_pool_size: '99999999999999999999999' is not an integer in [1, 256]", 1);
 	expect_file_error("listen_port = 65536\n",
-			  "listen_port: '65536' is not an integer in [0, 65535]", 1);
-	expect_file_error("listen_port = -1\n",
-			  "listen_port: '-1' is not an integer in [0, 65535]", 1);
+			  "listen_port: '65536' is not an integer in [-1, 65535]", 1);
+	expect_file_error("listen_port = -2\n",
+			  "listen_port: '-2' is not an integer in [-1, 65535]", 1);
 	expect_file_error("db_pool_size = 0\n",
 			  "db_pool_size: '0' is not an integer in [1, 256]", 1);
 	expect_file_error("db_pool_size = 257\n",
@@ -309,6 +309,47 @@ static void expect_override_error(const char *override, const char *msg)
 	assert_freed(&cfg);
 }
 
+/* Rules between settings: the TLS port needs its certificate, the plain
+ * port stays on loopback, and some port is on. */
+static void expect_rule_error(char *const *ov, int n, const char *msg)
+{
+	struct config cfg;
+	char err[512] = "";
+	assert_int_equal(config_load(&cfg, NULL, ov, n, err, sizeof err), -1);
+	assert_string_equal(err, msg);
+	assert_freed(&cfg);
+}
+
+static void test_port_rules(void **state)
+{
+	(void)state;
+	char *const no_cert[] = { (char *)"tls_cert_file=" };
+	expect_rule_error(no_cert, 1, "listen_port is the TLS port and needs tls_cert_file and "
+			  "tls_key_file (or set listen_port = -1 and use plain_port on loopback)");
+	char *const no_port[] = { (char *)"listen_port=-1" };
+	expect_rule_error(no_port, 1, "no client port: listen_port and plain_port are both -1");
+	char *const exposed[] = { (char *)"plain_port=0", (char *)"plain_addr=0.0.0.0" };
+	expect_rule_error(exposed, 2, "plain_addr '0.0.0.0' is not a loopback address: the port "
+			  "without TLS may listen only on 127.0.0.0/8 or ::1");
+	char *const exposed6[] = { (char *)"plain_port=0", (char *)"plain_addr=::" };
+	expect_rule_error(exposed6, 2, "plain_addr '::' is not a loopback address: the port "
+			  "without TLS may listen only on 127.0.0.0/8 or ::1");
+
+	const char *loopback[] = { "127.0.0.1", "127.1.2.3", "::1" };
+	for (size_t i = 0; i < 3; i++) {
+		char addr[64];
+		snprintf(addr, sizeof addr, "plain_addr=%s", loopback[i]);
+		char *const ok[] = { (char *)"listen_port=-1", (char *)"plain_port=0", addr };
+		struct config cfg;
+		char err[512] = "";
+		assert_int_equal(config_load(&cfg, NULL, ok, 3, err, sizeof err), 0);
+		config_free(&cfg);
+	}
+	assert_false(config_is_loopback("localhost"));
+	assert_false(config_is_loopback("128.0.0.1"));
+	assert_false(config_is_loopback("::ffff:127.0.0.1"));
+}
+
 static void test_override_errors(void **state)
 {
 	(void)state;
@@ -317,7 +358,7 @@ static void test_override_errors(void **state)
 	expect_override_error("", "--set expects key=value, got ''");
 	expect_override_error("bogus=1", "unknown setting 'bogus'");
 	expect_override_error("listen_port=70000",
-			      "listen_port: '70000' is not an integer in [0, 65535]");
+			      "listen_port: '70000' is not an integer in [-1, 65535]");
 	expect_override_error("idle_timeout_ms=fast",
 			      "idle_timeout_ms: 'fast' is not an integer in [100, 86400000]");
 	expect_override_error("log_level=trace",
@@ -594,6 +635,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_long_line_is_one_setting,
 						setup_configs, teardown_configs),
 		cmocka_unit_test(test_print_round_trip),
+		cmocka_unit_test(test_port_rules),
 	};
 	return cmocka_run_group_tests(tests, setup_group, teardown_group);
 }
