@@ -16,8 +16,8 @@
 -- daemon: they lock the referral first (see booking_lock_referral).
 --
 -- Lock order, the same as book_slot's: idempotency keys, then sessions in
--- session_id order, then patients in patient_id order. Two batches therefore
--- never deadlock on sessions or patients.
+-- session_id order (then, in book_slot, the patient). Two batches therefore
+-- never deadlock on sessions.
 
 -- book_slot's two SQL helpers again, in plpgsql: a LANGUAGE sql function
 -- called from plpgsql is parsed and planned anew on every call, while
@@ -109,15 +109,15 @@ BEGIN
 
     SELECT * INTO c FROM communities WHERE community_id = p_community;
 
-    -- Lock every session and then every patient any request of the batch
-    -- may touch, each in key order.
-    PERFORM 1 FROM sessions x
-     WHERE x.community_id = p_community AND x.session_id = ANY (p_sessions)
-     ORDER BY x.session_id FOR UPDATE;
-    PERFORM 1 FROM patients pt
-     WHERE pt.community_id = p_community AND pt.patient_id = ANY (p_patients)
-     ORDER BY pt.patient_id FOR NO KEY UPDATE;
-
+    -- Lock the batch's sessions, in session_id order, and read them.
+    --
+    -- Patients are not locked, unlike in book_slot: two transactions booking
+    -- one patient into overlapping sessions at the same moment meet the
+    -- exclusion constraint on bookings, which refuses the later one; this
+    -- batch then fails as a whole and the daemon books its requests one by
+    -- one through book_slot, which locks the patient and names the booking
+    -- in the way. That race is rare; a row lock per patient, written to the
+    -- WAL, would be paid by every booking.
     SELECT array_agg(x.session_id ORDER BY x.session_id), array_agg(x.kind ORDER BY x.session_id),
            array_agg(x.starts_at ORDER BY x.session_id), array_agg(x.ends_at ORDER BY x.session_id),
            array_agg(x.status = 'open' ORDER BY x.session_id),
@@ -126,7 +126,9 @@ BEGIN
            array_agg(x.reserved_booked ORDER BY x.session_id),
            array_agg(x.public_booked ORDER BY x.session_id)
       INTO s_id, s_kind, s_starts, s_ends, s_open, s_cap, s_rcap, s_rb, s_pb
-      FROM sessions x WHERE x.community_id = p_community AND x.session_id = ANY (p_sessions);
+      FROM (SELECT * FROM sessions y
+             WHERE y.community_id = p_community AND y.session_id = ANY (p_sessions)
+             ORDER BY y.session_id FOR UPDATE) x;
     s_id := coalesce(s_id, '{}');
 
     -- What each simple request needs to know, read in one statement.
