@@ -119,9 +119,11 @@ class BookingLoad:
         if self.errors:
             raise AssertionError(f"load worker failed: {self.errors[0]}")
 
-    def finish(self, timeout=None):
-        """No new keys; waits for the keys in progress to be settled."""
-        self.stop_new.set()
+    def finish(self, timeout=None, every_job=False):
+        """No new keys (every_job: the remaining jobs too); waits for the
+        keys in progress to be settled."""
+        if not every_job:
+            self.stop_new.set()
         deadline = time.monotonic() + (timeout or self.give_up + 30)
         for t in self.threads:
             t.join(max(0.1, deadline - time.monotonic()))
@@ -403,7 +405,7 @@ class Flood(threading.Thread):
         self.stop_event = threading.Event()
         self.answers = collections.Counter()
         self.latency = collections.defaultdict(list)
-        self.retry_after = set()
+        self.retry_after = collections.defaultdict(set)   # code name -> values seen
         self.error = None
         self.sel = selectors.DefaultSelector()
         self.conns = []
@@ -470,7 +472,7 @@ class Flood(threading.Thread):
             self.answers[name] += 1
             self.latency[name].append(now - sent)
             if resp.HasField("error"):
-                self.retry_after.add(resp.error.retry_after_ms)
+                self.retry_after[name].add(resp.error.retry_after_ms)
         c["client"].buf = buf
 
     def stop(self):
