@@ -418,10 +418,18 @@ static void pgc_read(struct pgc *c)
 			pgc_command_done(c);
 			continue;
 		}
-		if (c->result == NULL)
+		/* Keep the first result, unless a later one is an error: an error
+		 * after the rows (at COMMIT, when the Sync is processed) means the
+		 * transaction did not commit, and must not be answered as done. */
+		if (c->result == NULL) {
 			c->result = res;
-		else
+		} else if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
+			   PQresultStatus(c->result) != PGRES_FATAL_ERROR) {
+			PQclear(c->result);
+			c->result = res;
+		} else {
 			PQclear(res);
+		}
 	}
 	if (c->conn && PQstatus(c->conn) == CONNECTION_BAD)
 		pgc_fail(c, PQerrorMessage(c->conn), 0);
