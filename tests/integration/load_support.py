@@ -44,39 +44,157 @@ def median(xs):
     return s[len(s) // 2]
 
 
-def percentile(xs, p):
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(len(s) * p))]
+def steady_latency(samples, chunks=3):
+    """The lowest of the medians of `chunks` consecutive runs of samples: a
+    burst of noise from a busy machine spoils one run, a daemon that waits
+    on someone spoils them all."""
+    n = len(samples) // chunks
+    return min(median(samples[i * n:(i + 1) * n]) for i in range(chunks))
+
+
+class Tally:
+    """Counters and wrong answers, shared by client threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = collections.Counter()
+        self.wrong = []          # answers no fault excuses
+
+    def count(self, name):
+        with self.lock:
+            self.counts[name] += 1
+
+    def record_wrong(self, what, resp):
+        with self.lock:
+            self.wrong.append(f"{what}: {resp}".replace("\n", " ")[:400])
+
+
+class Link:
+    """One terminal's connection that settles requests: a request whose
+    answer is lost (timeout, closed connection) or transient (UNAVAILABLE,
+    OVERLOADED, CONFLICT without a field) is sent again, unchanged, on a new
+    connection when the old one is gone, until its answer is definite.
+
+    daemon: a harness.Daemon; its port is read at every connect, so it may
+    be restarted (on the same port) meanwhile. retry_cap: the longest pause
+    before a retry (the daemon's retry_after_ms is honoured up to it). drop:
+    optional; when drop() is true right after a send, the connection is
+    dropped without reading the answer (a fault the soak run injects).
+    Counts into tally: connects, sent, retried, unavailable, overloaded,
+    transient conflicts, answers lost, dropped by the client."""
+
+    def __init__(self, daemon, terminal, tally, *, request_timeout=10.0, retry_cap=0.1,
+                 drop=None):
+        self.daemon = daemon
+        self.terminal = terminal
+        self.tally = tally
+        self.request_timeout = request_timeout
+        self.retry_cap = retry_cap
+        self.drop = drop
+        self.client = None
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def _pause(self, retry_after_ms=0):
+        cap = self.retry_cap
+        wait = min(cap, retry_after_ms / 1000) if retry_after_ms else cap / 2
+        time.sleep(wait * random.uniform(0.5, 1.0))
+
+    def _connect(self):
+        """A connection that completed Hello, or None (after a pause)."""
+        self.tally.count("connects")
+        try:
+            c = ss.SlotClient(self.daemon.port, timeout=self.request_timeout)
+        except OSError:
+            self._pause()
+            return None
+        try:
+            resp = c.hello(self.terminal)
+        except (OSError, harness.ConnectionClosed, AssertionError):
+            c.close()
+            self._pause()
+            return None
+        if resp.HasField("error"):
+            c.close()
+            if resp.error.code not in RETRYABLE:
+                self.tally.record_wrong("hello", resp)
+            self._pause(resp.error.retry_after_ms)
+            return None
+        return c
+
+    def _lost(self, what="answers lost"):
+        self.tally.count(what)
+        self.close()
+        self._pause()
+
+    def settle(self, req, deadline):
+        """(the definite answer, attempts), or (None, attempts) when the
+        time.monotonic() deadline passed first."""
+        attempts = 0
+        while time.monotonic() < deadline:
+            if self.client is None:
+                self.client = self._connect()
+                if self.client is None:
+                    continue
+            req.request_id = 0     # a fresh id per attempt
+            self.tally.count("sent")
+            if attempts:
+                self.tally.count("retried")
+            attempts += 1
+            try:
+                rid = self.client.send(req)
+                if self.drop is not None and self.drop():
+                    self._lost("dropped by the client")
+                    continue
+                resp = self.client.recv(timeout=self.request_timeout / harness.SLOW)
+            except (OSError, harness.ConnectionClosed):
+                self._lost()         # outcome unknown
+                continue
+            if resp.request_id != rid:
+                # request_id 0: the connection is being closed under us.
+                if resp.request_id != 0:
+                    self.tally.record_wrong("answer to another request", resp)
+                self._lost()
+                continue
+            if resp.HasField("error"):
+                code = resp.error.code
+                if code in RETRYABLE:
+                    self.tally.count("unavailable" if code == E.UNAVAILABLE else "overloaded")
+                    self._pause(resp.error.retry_after_ms)
+                    continue
+                if code == E.CONFLICT and resp.error.field == "":
+                    self.tally.count("transient conflicts")
+                    continue
+            return resp, attempts
+        return None, attempts
 
 
 class Job:
-    __slots__ = ("key", "session_id", "patient_id", "terminal_id", "attempts", "first_sent")
+    __slots__ = ("key", "session_id", "patient_id", "terminal_id")
 
     def __init__(self, key, session_id, patient_id):
         self.key = key
         self.session_id = session_id
         self.patient_id = patient_id
         self.terminal_id = None
-        self.attempts = 0
-        self.first_sent = None
 
 
-class BookingLoad:
+class BookingLoad(Tally):
     """Worker threads, one per terminal given, booking the jobs (session,
-    patient) one key each.
+    patient) one key each, each key settled through a Link.
 
-    daemon: a harness.Daemon; its port is read at every connect, so it may
-    be restarted (on the same port) under the load. retry_cap: the longest
-    pause before a retry (the daemon's retry_after_ms is honoured up to it).
     give_up: seconds after which a key without a definite answer is recorded
-    as unresolved (a failure of the test).
-
-    start(), then finish() (no new keys; the keys started are settled).
-    Results: booked (key -> booking_id), refused (key -> code name), wrong,
-    unresolved, counts."""
+    as unresolved (a failure of the test). start(), then finish() (no new
+    keys; the keys started are settled). Results: booked (key ->
+    booking_id), refused (key -> (code name, field)), wrong, unresolved,
+    counts."""
 
     def __init__(self, daemon, terminals, jobs, *, pace=0.0, request_timeout=10.0,
                  retry_cap=0.1, give_up=90.0, fallback=True):
+        super().__init__()
         self.daemon = daemon
         self.terminals = list(terminals)
         tag = secrets.token_hex(4)
@@ -87,16 +205,13 @@ class BookingLoad:
         self.retry_cap = retry_cap
         self.give_up = give_up * harness.SLOW
         self.fallback = fallback
-        self.lock = threading.Lock()
         self.stop_new = threading.Event()
         self.started = {}        # key -> Job, every key sent at least once
         self.booked = {}         # key -> booking_id of the first acknowledgement
         self.refused = {}        # key -> (code name, field)
         self.replayed_first = 0  # keys whose first acknowledgement was a replay
-        self.wrong = []          # answers no fault excuses
         self.unresolved = []     # keys given up on
         self.errors = []         # exceptions in the workers
-        self.counts = collections.Counter()
         self.threads = [threading.Thread(target=self._run, args=(t,), daemon=True)
                         for t in self.terminals]
 
@@ -139,8 +254,8 @@ class BookingLoad:
         return (f"{len(self.started)} keys: {len(self.booked)} booked, {len(self.refused)} "
                 f"refused, {len(self.unresolved)} unresolved, {len(self.wrong)} wrong; "
                 f"{c['sent']} requests, {c['retried']} retries ({c['unavailable']} unavailable, "
-                f"{c['overloaded']} overloaded, {c['transient']} transient conflicts, "
-                f"{c['dropped']} dropped or timed out), {c['connects']} connects, "
+                f"{c['overloaded']} overloaded, {c['transient conflicts']} transient conflicts, "
+                f"{c['answers lost']} answers lost), {c['connects']} connects, "
                 f"{self.replayed_first} acknowledged first by a replay")
 
     # -- the workers
@@ -155,127 +270,43 @@ class BookingLoad:
             return job
 
     def _run(self, terminal):
-        conn = None
+        link = Link(self.daemon, terminal, self, request_timeout=self.request_timeout,
+                    retry_cap=self.retry_cap)
         try:
-            while True:
-                job = self._next_job()
-                if job is None:
-                    break
+            while (job := self._next_job()) is not None:
                 job.terminal_id = terminal.terminal_id
-                conn = self._settle(job, terminal, conn)
+                req = ss.book_request(job.session_id, job.patient_id, fallback=self.fallback,
+                                      key=job.key)
+                resp, _ = link.settle(req, time.monotonic() + self.give_up)
+                if resp is None:
+                    with self.lock:
+                        self.unresolved.append(job.key)
+                else:
+                    self._record(job, resp)
                 if self.pace:
                     time.sleep(self.pace)
         except Exception as e:          # reported by finish()
             self.errors.append(repr(e))
         finally:
-            if conn is not None:
-                conn.close()
+            link.close()
 
-    def _count(self, name):
-        with self.lock:
-            self.counts[name] += 1
-
-    def _pause(self, retry_after_ms=0):
-        cap = self.retry_cap
-        wait = min(cap, retry_after_ms / 1000) if retry_after_ms else cap / 2
-        time.sleep(wait * random.uniform(0.5, 1.0))
-
-    def _connect(self, terminal):
-        """A connection that completed Hello, or None (after a pause)."""
-        self._count("connects")
-        try:
-            c = ss.SlotClient(self.daemon.port, timeout=self.request_timeout)
-        except OSError:
-            self._pause()
-            return None
-        try:
-            resp = c.hello(terminal)
-        except (OSError, harness.ConnectionClosed, AssertionError):
-            c.close()
-            self._pause()
-            return None
-        if resp.HasField("error"):
-            c.close()
-            if resp.error.code not in RETRYABLE:
-                self._record_wrong(None, "hello", resp)
-            self._pause(resp.error.retry_after_ms)
-            return None
-        return c
-
-    def _record_wrong(self, job, what, resp):
-        with self.lock:
-            self.wrong.append(f"{what} {job.key if job else ''}: {resp}".replace("\n", " "))
-
-    def _settle(self, job, terminal, conn):
-        """Sends job's key until it has a definite answer; returns the
-        connection to go on with (None when it was lost)."""
-        deadline = time.monotonic() + self.give_up
-        while True:
-            if time.monotonic() > deadline:
-                with self.lock:
-                    self.unresolved.append(job.key)
-                return conn
-            if conn is None:
-                conn = self._connect(terminal)
-                if conn is None:
-                    continue
-            req = ss.book_request(job.session_id, job.patient_id, fallback=self.fallback,
-                                  key=job.key)
-            self._count("sent")
-            if job.attempts:
-                self._count("retried")
-            job.attempts += 1
-            try:
-                rid = conn.send(req)
-                resp = conn.recv(timeout=self.request_timeout / harness.SLOW)
-            except (OSError, harness.ConnectionClosed):
-                # Lost with the connection, or timed out: outcome unknown.
-                self._count("dropped")
-                conn.close()
-                conn = None
-                self._pause()
-                continue
-            if resp.request_id != rid:
-                # request_id 0: the connection is being closed under us.
-                self._count("dropped")
-                conn.close()
-                conn = None
-                if resp.request_id != 0:
-                    self._record_wrong(job, "answer to another request", resp)
-                continue
-            if self._classify(job, resp):
-                return conn
-
-    def _classify(self, job, resp):
-        """Records the answer; True when the key is settled."""
+    def _record(self, job, resp):
+        """Records a key's definite answer."""
         if not resp.HasField("error"):
             if resp.WhichOneof("body") != "booking" or not resp.booking.booking_id:
-                self._record_wrong(job, "not a booking", resp)
-                return True
+                self.record_wrong(f"book {job.key}: not a booking", resp)
+                return
             with self.lock:
-                first = self.booked.get(job.key)
-                if first is None:
-                    self.booked[job.key] = resp.booking.booking_id
-                    if resp.booking.replayed:
-                        self.replayed_first += 1
-                elif first != resp.booking.booking_id:
-                    self.wrong.append(f"key {job.key} acknowledged as {first}, then as "
-                                      f"{resp.booking.booking_id}")
-            return True
+                self.booked[job.key] = resp.booking.booking_id
+                if resp.booking.replayed:
+                    self.replayed_first += 1
+            return
         code, field = resp.error.code, resp.error.field
-        if code in RETRYABLE:
-            self._count("unavailable" if code == E.UNAVAILABLE else "overloaded")
-            self._pause(resp.error.retry_after_ms)
-            return False
-        if code == E.CONFLICT and field == "":
-            self._count("transient")
-            return False
         if (code, field) in BOOK_REFUSALS:
             with self.lock:
                 self.refused[job.key] = (pb.ErrorCode.Name(code), field)
-            return True
-        self._record_wrong(job, "unexpected answer", resp)
-        return True
+        else:
+            self.record_wrong(f"book {job.key}", resp)
 
     # -- checks
     def replay_problems(self, sample=20):

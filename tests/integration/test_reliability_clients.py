@@ -18,9 +18,9 @@ from harness import pb
 import load_support as ls
 import slots_support as ss
 
-# A well-behaved client's median latency may grow this much, at most.
+# A well-behaved client's latency may grow this much, at most.
 RATIO = 10
-SAMPLES = 60
+SAMPLES = 90
 IDLE = 5000
 
 
@@ -52,10 +52,10 @@ class HostileClientsTest(ss.SlotAssertions, harness.IntegrationCase):
         return p
 
     def assertKeepsLatency(self, baseline, during, what):
-        base, now = ls.median(baseline), ls.median(during)
-        print(f"{what}: median {base * 1000:.2f} ms before, {now * 1000:.2f} ms during")
+        base, now = ls.steady_latency(baseline), ls.steady_latency(during)
+        print(f"{what}: {base * 1000:.2f} ms before, {now * 1000:.2f} ms during")
         self.assertLessEqual(now, RATIO * base,
-                             f"{what}: a well-behaved client's median latency went from "
+                             f"{what}: a well-behaved client's latency went from "
                              f"{base * 1000:.2f} ms to {now * 1000:.2f} ms")
 
     def test_client_that_stops_reading(self):
@@ -132,7 +132,11 @@ class HostileClientsTest(ss.SlotAssertions, harness.IntegrationCase):
             self.skipTest(f"RLIMIT_NOFILE hard limit {hard} is below {need}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
         # The daemon inherits the raised limit.
-        d = self.start_daemon(max_connections=str(IDLE + 300), handshake_timeout_ms="600000")
+        # 200 handshakes at once, each a PBKDF2 check on the daemon's loop:
+        # cheap hashes and a long queue timeout keep them from being what
+        # the test measures (under the sanitizers above all).
+        d = self.start_daemon(max_connections=str(IDLE + 300), handshake_timeout_ms="600000",
+                              db_queue_timeout_ms="60000")
         self.community.cheap_tokens(["clinic-b"])
         probe = self.probe(d)
         mon = self.open_client(d)

@@ -55,7 +55,7 @@ class DaemonCrashTest(ss.SlotAssertions, harness.IntegrationCase):
         self.assertEqual(ls.exactly_once_problems(self.community, load), [])
         self.assertEqual(load.replay_problems(), [])
         # The crash was felt: answers were lost and keys sent again.
-        self.assertGreater(load.counts["dropped"], 0)
+        self.assertGreater(load.counts["answers lost"], 0)
         self.assertGreater(load.counts["retried"], 0)
         # Every session filled up exactly, and the rest were told FULL.
         self.assertEqual(len(load.booked), SESSIONS * CAPACITY, load.summary())
