@@ -148,6 +148,14 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- connection I/O -------------------------------------------------------- */
 
+static void pgc_disarm(struct pgc *c)
+{
+	if (c->io) {
+		event_free(c->io);
+		c->io = NULL;
+	}
+}
+
 /* Watches the connection's current socket for `what`. The socket can change
  * between PQconnectPoll calls, so it is read again every time. */
 static void pgc_arm(struct pgc *c, short what)
@@ -155,10 +163,7 @@ static void pgc_arm(struct pgc *c, short what)
 	int fd = PQsocket(c->conn);
 	if (c->io && c->io_fd == fd && c->io_what == what)
 		return;
-	if (c->io) {
-		event_free(c->io);
-		c->io = NULL;
-	}
+	pgc_disarm(c);
 	if (fd < 0)
 		return;
 	c->io = event_new(c->pool->base, fd, what | EV_PERSIST, pgc_io_cb, c);
@@ -174,11 +179,8 @@ static void pgc_fail(struct pgc *c, const char *why, int backoff_ms)
 	int was_up = c->state == PGC_IDLE || c->state == PGC_BUSY;
 	set_last_error(pool, why);
 	log_warn("db connection %d: %s", c->index, pool->last_error);
-	if (c->io) {
-		/* Before PQfinish: the fd number is reused at once. */
-		event_free(c->io);
-		c->io = NULL;
-	}
+	/* Before PQfinish: the fd number is reused at once. */
+	pgc_disarm(c);
 	if (c->result) {
 		PQclear(c->result);
 		c->result = NULL;
@@ -416,9 +418,9 @@ static void pgc_read(struct pgc *c)
 			pgc_command_done(c);
 			continue;
 		}
-		/* The first result is the answer, unless a later one is an
-		 * error: a failure at commit (which comes after the rows)
-		 * means nothing was done, whatever the rows said. */
+		/* Keep the first result, unless a later one is an error: an error
+		 * after the rows (at COMMIT, when the Sync is processed) means the
+		 * transaction did not commit, and must not be answered as done. */
 		if (c->result == NULL) {
 			c->result = res;
 		} else if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
@@ -444,7 +446,13 @@ static void pgc_connected(struct pgc *c)
 
 static void pgc_poll_connect(struct pgc *c)
 {
-	switch (PQconnectPoll(c->conn)) {
+	PostgresPollingStatusType st = PQconnectPoll(c->conn);
+	/* A failed attempt on one host of a multi-host DSN closes its socket and
+	 * opens the next host's, which usually gets the same fd number. The
+	 * kernel forgot the closed one (epoll drops closed files), so an event
+	 * kept for "the same fd" would never fire again: always watch afresh. */
+	pgc_disarm(c);
+	switch (st) {
 	case PGRES_POLLING_READING:
 		pgc_arm(c, EV_READ);
 		break;

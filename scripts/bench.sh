@@ -195,11 +195,16 @@ start_daemon() {
     cat >"$OUT/referrald.conf" <<EOF
 # referrald for the benchmark (scripts/bench.sh)
 listen_addr = 127.0.0.1
-listen_port = 0
+# Loopback without TLS: what is measured is the booking path, not TLS.
+listen_port = -1
+plain_port = 0
 port_file = $OUT/referrald.port
 admin_port = -1
 db_pool_size = $DB_POOL
 max_connections = $((IDLE + CONNS + 1000))
+# One bench terminal stands for thousands of clinics: no per-terminal limits.
+max_connections_per_terminal = $((IDLE + CONNS + 1000))
+terminal_rate_per_s = 0
 log_level = warn
 EOF
     rm -f "$OUT/referrald.port"

@@ -17,10 +17,12 @@
 #   pgstart DIR          start a stopped cluster on the same port and socket
 #                        directory (fails if the port was taken meanwhile).
 #   status DIR           exit 0 if the server is running, 3 if not.
-#   standby DIR PRIMARY  a streaming-replication standby of the cluster in
-#                        directory PRIMARY (pg_basebackup -R), started on
-#                        a free port of its own; prints DIR/env. Read-only
-#                        until promoted (pg_ctl promote -D DIR/data).
+#   standby DIR PORT     make DIR a streaming standby of the cluster on
+#                        127.0.0.1:PORT (pg_basebackup -R), start it on a
+#                        free port, write DIR/env and print its path. Name
+#                        it for synchronous_standby_names with
+#                        PGCLUSTER_OPTS="-c cluster_name=NAME".
+#   promote DIR          promote a standby to a primary (pg_ctl promote -w).
 #
 # DIR/env (shell-sourceable) exports PGHOST (socket directory), PGPORT,
 # PGUSER=postgres, PGDATABASE=referral, REFERRAL_DSN (TCP on 127.0.0.1),
@@ -62,7 +64,8 @@ usage: $PROG start DIR
        $PROG pgstop DIR [fast|immediate]
        $PROG pgstart DIR
        $PROG status DIR
-       $PROG standby DIR PRIMARY_DIR
+       $PROG standby DIR PRIMARY_PORT
+       $PROG promote DIR
 EOF
     exit 2
 }
@@ -332,7 +335,8 @@ check_mode() {
 
 # ---------------------------------------------------------------- commands
 
-cmd_start() {
+# The directory, locked and owned by the cluster user; options remembered.
+prepare_dir() {
     if [[ -e $DIR && ! -d $DIR ]]; then
         die "$DIR exists and is not a directory"
     fi
@@ -348,6 +352,10 @@ cmd_start() {
     if [[ -n ${PGCLUSTER_OPTS+set} ]]; then
         printf '%s' "$PGCLUSTER_OPTS" >"$OPTSF"
     fi
+}
+
+cmd_start() {
+    prepare_dir
 
     if have_cluster && is_running; then
         write_env
@@ -371,6 +379,32 @@ cmd_start() {
     create_db
     write_env
     printf '%s\n' "$ENVF"
+}
+
+cmd_standby() {
+    local primary_port=$1
+    [[ $primary_port =~ ^[0-9]+$ ]] || die "PRIMARY_PORT must be a port number, not '$primary_port'"
+    prepare_dir
+    have_cluster && die "$DIR already holds a cluster"
+    # A fast checkpoint: the default one is spread over minutes.
+    if ! pg pg_basebackup -h 127.0.0.1 -p "$primary_port" -U postgres -D "$DATA" \
+        --write-recovery-conf --wal-method=stream --checkpoint=fast --no-sync \
+        >"$DIR/basebackup.log" 2>&1; then
+        cat -- "$DIR/basebackup.log" >&2
+        die "pg_basebackup from port $primary_port failed"
+    fi
+    # The copy holds the primary's port and socket settings: choose anew.
+    rm -f -- "$CONF"
+    start_server yes
+    write_env
+    printf '%s\n' "$ENVF"
+}
+
+cmd_promote() {
+    [[ -d $DIR ]] || die "no cluster in $DIR"
+    lock_dir
+    choose_runas
+    pg pg_ctl promote -w -t "$TIMEOUT" -D "$DATA" >/dev/null
 }
 
 cmd_stop() {
@@ -419,33 +453,6 @@ cmd_remove() {
     fi
 }
 
-cmd_standby() {
-    local primary penv pport
-    primary=$(realpath -m -- "$1")
-    penv=$primary/env
-    [[ -f $penv ]] || die "no cluster env file in $primary"
-    pport=$(sed -n 's/^export PGPORT=//p' -- "$penv")
-    mkdir -p -- "$DIR"
-    lock_dir
-    choose_runas
-    [[ -z $RUNAS ]] || chown "$RUNAS:" -- "$DIR"
-    : >"$MARK"
-    if ! have_cluster; then
-        if ! pg pg_basebackup -h 127.0.0.1 -p "$pport" -U postgres -D "$DATA" -R \
-            -X stream --checkpoint=fast >"$DIR/basebackup.log" 2>&1; then
-            cat -- "$DIR/basebackup.log" >&2
-            die "pg_basebackup from $primary failed"
-        fi
-        # The copy carries the primary's port and socket: pick our own.
-        rm -f -- "$CONF"
-    fi
-    if ! is_running; then
-        start_server yes
-    fi
-    write_env
-    printf '%s\n' "$ENVF"
-}
-
 cmd_status() {
     [[ -d $DIR ]] || return 3
     choose_runas
@@ -466,6 +473,7 @@ main() {
     pgstart) (($# == 2)) || usage; cmd_pgstart ;;
     status) (($# == 2)) || usage; cmd_status ;;
     standby) (($# == 3)) || usage; cmd_standby "$3" ;;
+    promote) (($# == 2)) || usage; cmd_promote ;;
     *) usage ;;
     esac
 }

@@ -140,13 +140,21 @@ def read_env_file(path):
     return env
 
 
-def start_cluster(cluster_dir):
-    """Starts a private cluster in cluster_dir (made by mktemp); returns its
-    env file. Durability is not under test: fsync off for speed."""
+# Durability is not under test in most modules: fsync off for speed.
+FAST_PG_OPTS = ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                " -c max_connections=200")
+# For the modules that crash PostgreSQL under load and count what survived:
+# the server's defaults, so that a commit is durable when it is reported.
+DURABLE_PG_OPTS = "-c fsync=on -c synchronous_commit=on -c max_connections=200"
+
+
+def start_cluster(cluster_dir, opts=FAST_PG_OPTS, command="start", *args):
+    """Starts a private cluster in cluster_dir (made by mktemp) with the
+    server options opts; returns its env file. command "standby" (with the
+    primary's port in args) makes it a streaming standby instead."""
     env = dict(os.environ)
-    env["PGCLUSTER_OPTS"] = ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-                             " -c max_connections=200")
-    out = subprocess.run([PGCLUSTER, "start", cluster_dir], check=True, env=env,
+    env["PGCLUSTER_OPTS"] = opts
+    out = subprocess.run([PGCLUSTER, command, cluster_dir, *args], check=True, env=env,
                          stdout=subprocess.PIPE, text=True).stdout
     return out.strip().splitlines()[-1]
 
@@ -190,17 +198,31 @@ class Postgres:
                                "(the integration.pg_setup fixture starts the cluster)")
 
     @classmethod
-    def private(cls):
+    def private(cls, opts=FAST_PG_OPTS):
         """A cluster of one's own (for tests that stop the server). Call
         .remove() when done."""
         cluster_dir = tempfile.mkdtemp(prefix="referral-it-pg.")
         try:
-            pg = cls(start_cluster(cluster_dir))
+            pg = cls(start_cluster(cluster_dir, opts))
         except BaseException:
             remove_cluster(cluster_dir)
             raise
         migrate(pg.dsn())
         return pg
+
+    def standby(self, name, opts=DURABLE_PG_OPTS):
+        """A streaming standby of this cluster (pg_basebackup -R), reporting
+        to the primary as `name` (its cluster_name). Call .remove() when done."""
+        cluster_dir = tempfile.mkdtemp(prefix="referral-it-pg-standby.")
+        try:
+            return Postgres(start_cluster(cluster_dir, f"{opts} -c cluster_name={name}",
+                                          "standby", self.env["PGPORT"]))
+        except BaseException:
+            remove_cluster(cluster_dir)
+            raise
+
+    def promote(self):
+        subprocess.run([PGCLUSTER, "promote", self.cluster_dir], check=True)
 
     def remove(self):
         remove_cluster(self.cluster_dir)
@@ -440,7 +462,9 @@ class Daemon:
         "max_connections_per_terminal": "100000",
     }
 
-    def __init__(self, dsn, settings=None, config_text=None, name="referrald", tls=None):
+    def __init__(self, dsn, settings=None, config_text=None, name="referrald", tls=None,
+                 env=None):
+        self.env = env or {}
         self.dir = scratch_dir(name)
         self.port_file = os.path.join(self.dir, "port")
         self.admin_port_file = os.path.join(self.dir, "admin_port")
@@ -485,7 +509,7 @@ class Daemon:
     def spawn(self):
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, env=binary_env(),
+                                     stderr=subprocess.STDOUT, env=binary_env(self.env),
                                      preexec_fn=_die_with_parent)
         print(f"referrald pid {self.proc.pid}, log {self.log_path}", file=sys.stderr)
 
@@ -582,6 +606,23 @@ class Daemon:
             self.proc.wait()
         if self.proc is not None and not self.log_file.closed:
             self.log_file.close()
+
+    def crash(self):
+        """kill -9: no drain, no goodbye, nothing flushed."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log_file.close()
+
+    def restart(self, timeout=20):
+        """Starts the daemon again on the port it had (clients reconnect to
+        the address they know), after crash() or an exit."""
+        if self.running():
+            raise AssertionError("restart() of a running daemon")
+        self.settings["listen_port"] = str(self.port)
+        for path in (self.port_file, self.admin_port_file):
+            if os.path.exists(path):
+                os.unlink(path)
+        return self.start(timeout)
 
     def stop(self, timeout=30):
         """SIGTERM, then require exit code 0 and a clean log."""

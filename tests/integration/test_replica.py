@@ -9,9 +9,6 @@ bookings always go to the primary. With replay paused on the standby, a
 search answered by the standby cannot see a session published since, and
 once the bound has passed the searches go to the primary and see it."""
 
-import os
-import subprocess
-import tempfile
 import time
 import unittest
 
@@ -21,21 +18,6 @@ from metrics_support import sample, scrape
 import slots_support as ss
 
 MAX_LAG_MS = 3000
-
-
-def start_standby(primary):
-    """A hot standby of `primary` (a harness.Postgres); call .remove()."""
-    cluster_dir = tempfile.mkdtemp(prefix="referral-it-standby.")
-    env = dict(os.environ)
-    # A hot standby needs at least the primary's max_connections.
-    env["PGCLUSTER_OPTS"] = "-c fsync=off -c max_connections=200"
-    try:
-        out = subprocess.run([harness.PGCLUSTER, "standby", cluster_dir, primary.cluster_dir],
-                             check=True, env=env, stdout=subprocess.PIPE, text=True).stdout
-    except BaseException:
-        harness.remove_cluster(cluster_dir)
-        raise
-    return harness.Postgres(out.strip().splitlines()[-1])
 
 
 def replica_figures(daemon):
@@ -55,7 +37,8 @@ class ReplicaReadsTest(ss.SlotAssertions, harness.IntegrationCase):
         cls.pg = harness.Postgres.private()
         cls.addClassCleanup(cls.pg.remove)
         cls.community = ss.SlotCommunity(cls.pg, "replica")
-        cls.standby = start_standby(cls.pg)
+        # A hot standby needs at least the primary's max_connections.
+        cls.standby = cls.pg.standby("replica", opts="-c fsync=off -c max_connections=200")
         cls.addClassCleanup(cls.standby.remove)
         cls.daemon = ss.start_daemon(cls.pg, "referral", {
             "db_replica_dsn": cls.standby.dsn(),

@@ -14,6 +14,8 @@ import unittest
 
 import harness
 from harness import pb
+import load_support as ls
+import slots_support as ss
 
 E = pb.ErrorCode
 
@@ -139,6 +141,43 @@ class ShutdownTest(harness.IntegrationCase):
         d.send_signal(signal.SIGINT)
         c.wait_closed()
         d.check_clean_exit(d.wait_exit(10))
+
+
+class DrainUnderLoadTest(harness.IntegrationCase):
+    """SIGTERM in the middle of a booking load: the daemon drains and exits
+    0; started again, it lets the clients settle their keys, and every
+    booking they were told about is in the database exactly once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = harness.Postgres.shared()
+        cls.community = ss.SlotCommunity(cls.pg, "shutdown-load")
+
+    def test_sigterm_under_booking_load(self):
+        d = harness.Daemon(self.pg.dsn(), name="shutdown_load",
+                           settings={"shutdown_timeout_ms": "30000", "log_level": "info"})
+        self.addCleanup(d.kill)
+        d.start()
+        with ss.SlotClient(d.port) as desk:
+            self.assertOk(desk.hello(self.community["desk"]), "hello")
+            sessions = ls.publish(desk, 4, 40)
+        jobs = [(sessions[i % 4], p) for i, p in enumerate(self.community.patients(1000))]
+        load = ls.BookingLoad(d, [self.community[n] for n in ("clinic", "clinic-b") * 3], jobs,
+                              pace=0.01).start()
+        self.addCleanup(load.stop_new.set)
+        load.wait_settled(50, what="bookings before SIGTERM")
+        d.send_signal(signal.SIGTERM)
+        d.check_clean_exit(d.wait_exit(30))
+        self.assertIn("shutting down", d.log())
+        at_exit = load.definite
+        d.restart()
+        load.wait_settled(at_exit + 160, timeout=60, what="bookings after the restart")
+        load.finish()
+        print(load.summary())
+        self.assertEqual(ls.exactly_once_problems(self.community, load), [])
+        self.assertEqual(load.replay_problems(), [])
+        self.assertEqual(len(load.booked), 160)
+        d.stop()
 
 
 if __name__ == "__main__":
