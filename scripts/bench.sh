@@ -198,7 +198,7 @@ listen_addr = 127.0.0.1
 # Loopback without TLS: what is measured is the booking path, not TLS.
 listen_port = -1
 plain_port = 0
-port_file = $OUT/referrald.port
+plain_port_file = $OUT/referrald.port
 admin_port = -1
 db_pool_size = $DB_POOL
 max_connections = $((IDLE + CONNS + 1000))
