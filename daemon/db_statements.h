@@ -95,16 +95,10 @@
 	X(GET_REFERRAL, 3,                                                      \
 	  "SELECT " REFERRAL_COLS " FROM referral_wire w WHERE w.community_id = $1" \
 	  " AND w.referral_id = $2::uuid AND ($3 = '' OR w.from_institution = $3 OR w.to_institution = $3)") \
+	/* worklist() in sql/005_monitoring.sql: each side from its own index. */ \
 	X(WORKLIST, 12,                                                         \
-	  "SELECT " REFERRAL_COLS " FROM referral_wire w WHERE w.community_id = $1" \
-	  " AND ($2 = '' OR w.from_institution = $2 OR w.to_institution = $2)"  \
-	  " AND CASE $3 WHEN '' THEN w.state NOT IN ('rejected', 'redirected', 'returned', " \
-	  "  'declined', 'cancelled', 'no_show', 'completed') WHEN 'all' THEN true ELSE w.state = $3 END" \
-	  " AND ($4 = '' OR w.direction = $4) AND ($5 = '' OR w.to_department = $5)" \
-	  " AND w.created_at <= now() - make_interval(mins => $6::integer)"    \
-	  " AND (NOT $7::boolean OR w.escalated) AND ($8 = '' OR w.patient_id::text = $8)" \
-	  " AND (w.urgency_rank, w.created_micros, w.referral_id) < ($9::integer, $10::bigint, $11::uuid)" \
-	  " ORDER BY w.urgency_rank DESC, w.created_micros DESC, w.referral_id DESC LIMIT $12::integer") \
+	  "SELECT " REFERRAL_COLS " FROM worklist($1, $2, $3, $4, $5, $6::integer, $7::boolean, " \
+	  "$8, $9::integer, $10::bigint, $11::uuid, $12::integer) w")           \
 	X(REFERRAL_HISTORY, 3,                                                  \
 	  "SELECT h.seq, extract(epoch FROM h.at)::bigint, h.action, coalesce(h.from_state::text, ''), " \
 	  "h.to_state, coalesce(h.terminal_id, ''), h.role, coalesce(h.institution_id, ''), " \

@@ -13,9 +13,11 @@ import harness
 from harness import pb
 
 
-def latest_migration():
+def migration_versions():
+    """The versions of the migrations in sql/, in order. Numbers may have
+    gaps (a migration can be reserved for a change still being made)."""
     files = glob.glob(os.path.join(harness.SOURCE_DIR, "sql", "[0-9][0-9][0-9]_*.sql"))
-    return max(int(os.path.basename(f)[:3]) for f in files)
+    return sorted(int(os.path.basename(f)[:3]) for f in files)
 
 
 class SchemaTest(harness.IntegrationCase):
@@ -23,7 +25,8 @@ class SchemaTest(harness.IntegrationCase):
     @classmethod
     def setUpClass(cls):
         cls.pg = harness.Postgres.shared()
-        cls.latest = latest_migration()
+        cls.versions = migration_versions()
+        cls.latest = cls.versions[-1]
 
     def database(self, migrated=True):
         name = self.pg.create_database("it_schema", migrated=migrated)
@@ -49,10 +52,10 @@ class SchemaTest(harness.IntegrationCase):
         db = self.database(migrated=False)
         p = self.migrate(db)
         self.assertEqual(p.returncode, 0, p.stdout)
-        self.assertIn(f"schema at version {self.latest} ({self.latest} migration", p.stdout)
+        self.assertIn(f"schema at version {self.latest} ({len(self.versions)} migration", p.stdout)
         versions = self.pg.psql("SELECT string_agg(version::text, ',' ORDER BY version)"
                                 " FROM schema_migrations", dbname=db)
-        self.assertEqual(versions, ",".join(str(v) for v in range(1, self.latest + 1)))
+        self.assertEqual(versions, ",".join(str(v) for v in self.versions))
 
     def test_migrate_again_is_a_no_op(self):
         db = self.database()
@@ -77,11 +80,11 @@ class SchemaTest(harness.IntegrationCase):
                                     rf"{self.latest}; run referrald --migrate")
 
     def test_start_refused_when_schema_is_older(self):
-        if self.latest < 2:
+        if len(self.versions) < 2:
             self.skipTest("only one migration exists")
         db = self.database()
         self.pg.psql(f"DELETE FROM schema_migrations WHERE version = {self.latest}", dbname=db)
-        self.assertStartRefused(db, rf"schema is at version {self.latest - 1}, this binary "
+        self.assertStartRefused(db, rf"schema is at version {self.versions[-2]}, this binary "
                                     rf"needs {self.latest}; run referrald --migrate")
 
     def test_schema_changed_under_a_running_daemon(self):
