@@ -35,6 +35,10 @@ struct config {
 	int pbkdf2_iterations;
 	int release_interval_ms;
 	int events_poll_ms;
+	int figures_pool_size;
+	int figures_queue_max;
+	int figures_statement_timeout_ms;
+	int figures_metrics_interval_ms;
 	enum log_level log_level;
 };
 

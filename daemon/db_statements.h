@@ -32,6 +32,17 @@
 	"w.escalated, w.follow_up_overdue, w.patient_display, w.booking_status, " \
 	"w.slot_starts_epoch, w.urgency_rank, w.created_micros"
 
+/* The columns of a figures row (community_figures() f joined with its
+ * community c), in the order figures_from_row() reads them. */
+#define FIGURES_COLS                                                            \
+	"coalesce(f.institution_id, ''), c.reserve_floor_pct, f.sessions_open, "  \
+	"f.sessions_cancelled, f.capacity_units, f.published_units, f.reserved_published, " \
+	"f.sessions_below_floor, f.reserved_pool, f.reserved_booked, f.public_pool, " \
+	"f.public_booked, f.released_units, f.sessions_released, f.emergency_bookings, " \
+	"f.up_referrals, f.down_referrals, f.up_accepted, f.up_rejected, f.up_redirected, " \
+	"f.up_no_show, f.accept_median_s, f.accept_p90_s, f.waiting_now, "        \
+	"f.escalated_waiting_now, f.follow_ups_overdue_now"
+
 /* X(ENUM_SUFFIX, number of parameters, SQL) */
 #define DB_STATEMENTS(X)                                                        \
 	X(TERMINAL_LOOKUP, 2,                                                   \
@@ -117,7 +128,28 @@
 	  " AND e.seq > $3::bigint AND ($2 = '' OR e.from_institution = $2 OR e.to_institution = $2)" \
 	  " ORDER BY e.seq LIMIT $4::integer) e ON true")                        \
 	X(REFERRAL_HOUSEKEEPING, 1,                                             \
-	  "SELECT community_id, referral_id, what FROM referral_housekeeping($1::integer)")
+	  "SELECT community_id, referral_id, what FROM referral_housekeeping($1::integer)") \
+	/* Monitoring (sql/005_monitoring.sql), on the figures pool only. */    \
+	X(FIGURES, 4,                                                           \
+	  "SELECT " FIGURES_COLS " FROM communities c, LATERAL community_figures(c.community_id, $2, " \
+	  "to_timestamp($3::bigint), to_timestamp($4::bigint)) f WHERE c.community_id = $1") \
+	X(FIGURES_TOTALS, 2,                                                    \
+	  "SELECT c.community_id, " FIGURES_COLS " FROM communities c, LATERAL community_figures(" \
+	  "c.community_id, '', to_timestamp($1::bigint), to_timestamp($2::bigint)) f " \
+	  "WHERE f.institution_id IS NULL ORDER BY c.community_id")              \
+	X(FIGURES_REFERRAL_STATES, 2,                                           \
+	  "SELECT community_id, direction, state, referrals "                    \
+	  "FROM figures_referral_states(to_timestamp($1::bigint), to_timestamp($2::bigint))") \
+	X(COMPLIANCE, 5,                                                        \
+	  "SELECT row_kind, coalesce(rule, ''), coalesce(description, ''), coalesce(source, ''), " \
+	  "coalesce(institution_id, ''), coalesce(rules, ''), coalesce(published_units, 0), " \
+	  "coalesce(reserved_published, 0), coalesce(floor_pct, 0), coalesce(sessions, 0), " \
+	  "coalesce(sessions_below_floor, 0), coalesce(released_pool, 0), coalesce(unused_units, 0), " \
+	  "coalesce(sessions_release_overdue, 0), coalesce(stranded_units, 0), coalesce(session_id, 0), " \
+	  "coalesce(department_id, ''), coalesce(kind, ''), coalesce(resource_id, ''), " \
+	  "coalesce(extract(epoch FROM starts_at)::bigint, 0), coalesce(reserved_required, 0), " \
+	  "coalesce(reserved_booked, 0), coalesce(found, 0) FROM compliance_report($1, $2, " \
+	  "to_timestamp($3::bigint), to_timestamp($4::bigint), $5::integer)")
 
 enum db_stmt {
 #define X(name, nparams, sql) DB_STMT_##name,

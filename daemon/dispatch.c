@@ -37,6 +37,11 @@ const struct route routes[] = {
 	R(WORKLIST, "worklist", handle_worklist, CLINIC | DESK | BILLING | MONITOR | ADMIN),
 	R(HISTORY, "history", handle_history, CLINIC | DESK | BILLING | MONITOR | ADMIN),
 	R(SUBSCRIBE, "subscribe", handle_subscribe, CLINIC | DESK | BILLING | MONITOR | ADMIN),
+	/* Monitoring: desks see their own hospital's figures (handle_stats.c
+	 * scopes them); the live counters are the daemon's, for operators. */
+	R(STATS, "stats", handle_stats, DESK | MONITOR | ADMIN),
+	R(COMPLIANCE, "compliance", handle_compliance, DESK | MONITOR | ADMIN),
+	R(LIVE, "live", handle_live, MONITOR | ADMIN),
 };
 const unsigned routes_count = sizeof routes / sizeof routes[0];
 

@@ -50,5 +50,8 @@ void handle_get_referral(struct request *req);
 void handle_worklist(struct request *req);
 void handle_history(struct request *req);
 void handle_subscribe(struct request *req); /* events.c */
+void handle_stats(struct request *req);
+void handle_compliance(struct request *req);
+void handle_live(struct request *req);
 
 #endif

@@ -26,6 +26,7 @@
 #include "admin_http.h"
 #include "port_file.h"
 #include "events.h"
+#include "figures.h"
 #include "release.h"
 #include "server.h"
 #include "token.h"
@@ -196,6 +197,7 @@ static void reload(struct server *srv)
 			   srv->cfg.db_reconnect_max_ms);
 	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
 	event_hub_set_poll(srv->events, srv->cfg.events_poll_ms);
+	figures_apply_settings(srv);
 	for (struct conn *c = srv->conns; c; c = c->next)
 		conn_apply_settings(c);
 	log_info("configuration reloaded");
@@ -375,7 +377,7 @@ static int setup(struct server *srv)
 	if (!srv->db)
 		return -1;
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
-	if (!srv->release || start_watchdog(srv) < 0)
+	if (!srv->release || figures_start(srv) < 0 || start_watchdog(srv) < 0)
 		return -1;
 	if (start_listening(srv) < 0)
 		return -1;
@@ -393,6 +395,7 @@ static void teardown(struct server *srv)
 	/* Answers what is still waiting on the database; their connections
 	 * are closed, so nothing is sent, and the reaper frees them. */
 	admin_http_free(srv->admin);
+	figures_stop(srv);
 	db_pool_free(srv->db);
 	event_hub_free(srv->events);
 	conn_reap(srv);

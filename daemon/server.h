@@ -29,6 +29,8 @@ struct server {
 	struct evconnlistener *listener;
 	int bound_port;
 	struct db_pool *db;
+	struct db_pool *figures_db;          /* the figures' own pool (figures.h) */
+	struct figures_metrics *figures_metrics;
 	struct release_timer *release;
 	struct event_hub *events;
 	struct admin_http *admin;
