@@ -23,8 +23,7 @@ static int parse_kind(const char *s, Referral__ResourceKind *out)
 	return -1;
 }
 
-/* "2026-12-07T08:00" or "2026-12-07 08:00" in local time, or Unix seconds. */
-static int parse_time(const char *s, int64_t *out)
+int ctl_parse_time(const char *s, int64_t *out)
 {
 	char *end;
 	long long v = strtoll(s, &end, 10);
@@ -100,8 +99,8 @@ int cmd_sessions(struct ctl *ctl, int argc, char **argv)
 		case 'd': s.department_id = optarg; break;
 		case 'k': if (parse_kind(optarg, &s.kind) < 0) return CTL_ERR_USAGE; break;
 		case 'r': s.resource_id = optarg; break;
-		case 'f': if (parse_time(optarg, &s.from) < 0) return CTL_ERR_USAGE; break;
-		case 'u': if (parse_time(optarg, &s.until) < 0) return CTL_ERR_USAGE; break;
+		case 'f': if (ctl_parse_time(optarg, &s.from) < 0) return CTL_ERR_USAGE; break;
+		case 'u': if (ctl_parse_time(optarg, &s.until) < 0) return CTL_ERR_USAGE; break;
 		case 'n': s.page_size = (uint32_t)atoi(optarg); break;
 		case 'P': s.page_token = optarg; break;
 		case 'a': s.only_available = 1; break;
@@ -171,8 +170,8 @@ int cmd_publish(struct ctl *ctl, int argc, char **argv)
 		case 'c': p.capacity = (uint32_t)atoi(optarg); break;
 		case 'R': p.reserved_slots = (uint32_t)atoi(optarg); break;
 		case 'p': p.reserved_pct = (uint32_t)atoi(optarg); break;
-		case 's': if (parse_time(optarg, &t.starts_at) < 0) return CTL_ERR_USAGE; have_start = 1; break;
-		case 'e': if (parse_time(optarg, &t.ends_at) < 0) return CTL_ERR_USAGE; have_end = 1; break;
+		case 's': if (ctl_parse_time(optarg, &t.starts_at) < 0) return CTL_ERR_USAGE; have_start = 1; break;
+		case 'e': if (ctl_parse_time(optarg, &t.ends_at) < 0) return CTL_ERR_USAGE; have_end = 1; break;
 		case 'w': {
 			/* "1,4": ISO weekdays */
 			weekly = 1;

@@ -180,6 +180,12 @@ static const struct command commands[] = {
 	{ "history", cmd_history, "REFERRAL", "the course of a referral, one line per move" },
 	{ "watch", cmd_watch, "[--after SEQ]",
 	  "print live events until Ctrl-C (default: replay from the first)" },
+	{ "stats", cmd_stats, "[--community C] [--institution I] [--since T] [--until T] [--json]",
+	  "figures per hospital and for the community: slots, referrals (desk, monitor, admin)" },
+	{ "compliance", cmd_compliance, "[--institution I] [--since T] [--until T] [--limit N] [--json]",
+	  "sessions and hospitals short of the reserve floor or leaving reserved units unused" },
+	{ "top", cmd_top, "[-d SECONDS] [-n COUNT] [-b]",
+	  "live view of the daemon: requests, latencies, errors, pools; q quits (monitor, admin)" },
 };
 
 static void usage(FILE *out)
