@@ -18,8 +18,8 @@
 CREATE INDEX sessions_starts ON sessions (community_id, starts_at);
 -- Referrals by creation, within a community.
 CREATE INDEX referrals_created ON referrals (community_id, created_at);
--- When each referral was first accepted: the time from referral to acceptance.
-CREATE INDEX referral_history_accepts ON referral_history (community_id, referral_id, at)
+-- The acceptances in a window: the time from referral to acceptance.
+CREATE INDEX referral_history_accepts ON referral_history (community_id, at, referral_id)
     WHERE action = 'accept';
 -- The backlog now: referrals waiting for the other side, overdue follow-ups.
 -- Small (only what is open), whatever the years of history.
@@ -60,7 +60,7 @@ WITH s AS (
            coalesce(sum(x.capacity_published) FILTER (WHERE x.status = 'open'), 0)::bigint AS published_units,
            coalesce(sum(x.reserved_initial) FILTER (WHERE x.status = 'open'), 0)::bigint AS reserved_published,
            count(*) FILTER (WHERE x.status = 'open'
-                   AND x.reserved_initial < reserve_minimum(x.capacity_published, c.reserve_floor_pct))
+                   AND x.reserved_initial < reserve_minimum(x.capacity_published, c.floor))
                AS sessions_below_floor,
            -- The reserved pool as offered: what is in it, and what it released.
            coalesce(sum(x.reserved_capacity + x.released_count) FILTER (WHERE x.status = 'open'), 0)::bigint
@@ -72,17 +72,25 @@ WITH s AS (
            coalesce(sum(x.released_count) FILTER (WHERE x.status = 'open'), 0)::bigint AS released_units,
            count(*) FILTER (WHERE x.status = 'open' AND x.released_at IS NOT NULL) AS sessions_released,
            coalesce(sum(x.emergency_booked) FILTER (WHERE x.status = 'open'), 0)::bigint AS emergency_bookings
-      FROM sessions x JOIN communities c ON c.community_id = x.community_id
+      FROM sessions x,
+           (SELECT y.reserve_floor_pct AS floor FROM communities y
+             WHERE y.community_id = p_community) c
      WHERE x.community_id = p_community AND x.starts_at >= p_since AND x.starts_at < p_until
        AND (p_institution = '' OR x.institution_id = p_institution)
      GROUP BY GROUPING SETS ((x.institution_id), ())
+), accepted AS (
+    -- First acceptances since the window began (none comes before its
+    -- referral): one pass over the window's accepts, joined by hash, rather
+    -- than a look-up per referral.
+    SELECT h.referral_id, min(h.at) AS at
+      FROM referral_history h
+     WHERE h.community_id = p_community AND h.action = 'accept' AND h.at >= p_since
+     GROUP BY h.referral_id
 ), made AS (
     SELECT CASE x.direction WHEN 'up' THEN x.to_institution ELSE x.from_institution END AS institution_id,
-           x.direction, x.state, x.created_at,
-           (SELECT min(h.at) FROM referral_history h
-             WHERE h.community_id = x.community_id AND h.referral_id = x.referral_id
-               AND h.action = 'accept' AND x.direction = 'up') AS accepted_at
+           x.direction, x.state, x.created_at, a.at AS accepted_at
       FROM referrals x
+      LEFT JOIN accepted a ON x.direction = 'up' AND a.referral_id = x.referral_id
      WHERE x.community_id = p_community AND x.created_at >= p_since AND x.created_at < p_until
 ), r AS (
     SELECT m.institution_id,
