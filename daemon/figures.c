@@ -68,7 +68,12 @@ int figures_window(struct request *req, int64_t since, int64_t until, int64_t *o
 	int64_t now = (int64_t)time(NULL);
 	*out_since = since ? since : now - FIGURES_WINDOW_DEFAULT_S;
 	*out_until = until ? until : now + FIGURES_WINDOW_DEFAULT_S;
-	if (*out_since < 0 || *out_until <= *out_since) {
+	if (*out_since < 0) {
+		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "since",
+			     "since is a Unix time, 0 or more");
+		return -1;
+	}
+	if (*out_until <= *out_since) {
 		request_fail(req, REFERRAL__ERROR_CODE__INVALID_ARGUMENT, "until",
 			     "the window must end after it starts (since %lld, until %lld)",
 			     (long long)*out_since, (long long)*out_until);
