@@ -74,6 +74,7 @@ Try it in another terminal:
       --to county-hospital --department cardiology --diagnosis I10 --reason "BP uncontrolled"
   . .demo/credentials/desk-county.env && build/referralctl worklist
   build/referralctl watch      # live events; refer or accept from another terminal
+  . .demo/credentials/ops-monitor.env && build/referralctl stats   # or compliance, or top (q quits)
 Metrics and health: curl -s http://127.0.0.1:7421/metrics ; curl -s http://127.0.0.1:7421/healthz
 Other terminals: $(cd "$creds" && ls | sed 's/\.env$//' | tr '\n' ' ')
 Ctrl-C stops the daemon and the database.
