@@ -14,7 +14,7 @@
 -- The shape is a county's: a lead hospital, a TCM and a
 -- maternal and child health hospital, a supporting city hospital, 18 township
 -- centres and 320 village clinics; about 290 sessions a day (300 experts'
--- half-day clinics, 12 exam devices, 25 wards), booked two thirds full;
+-- half-day clinics, 12 exam devices, 24 wards), booked about 60% full;
 -- about 120 up-referrals and 40 down-referrals a day, with their history.
 -- Every session's counters agree with its live bookings, and the released
 -- sessions are released as release_due() would have done it. Referrals are
@@ -103,8 +103,7 @@ UNION ALL
 SELECT d::date, 'bed', h.institution_id, format('dept-%s', w), format('ward-%s', w),
        time '00:00', time '00:00', 10 + w * 3
   FROM generate_series(current_date - :days, current_date + 29, interval '1 day') d,
-       hospitals h, generate_series(1, 6) w
- WHERE h.n <= 3 OR w <= 7;
+       hospitals h, generate_series(1, 6) w;
 
 INSERT INTO sessions (community_id, institution_id, department_id, kind, resource_id,
                       starts_at, ends_at, status, capacity, reserved_initial,
