@@ -26,12 +26,18 @@ int cmd_deductibles(struct ctl *ctl, int argc, char **argv);
 int cmd_stay(struct ctl *ctl, int argc, char **argv);
 int cmd_deductible_policy(struct ctl *ctl, int argc, char **argv);
 int cmd_admin(struct ctl *ctl, int argc, char **argv);
+int cmd_stats(struct ctl *ctl, int argc, char **argv);
+int cmd_compliance(struct ctl *ctl, int argc, char **argv);
+int cmd_top(struct ctl *ctl, int argc, char **argv);
 
 /* Shared by the command files (defined in ctl_slots.c). */
 /* Prints "referralctl CMD: MSG" on stderr; returns CTL_ERR_USAGE. */
 int ctl_usage_error(const char *cmd, const char *msg);
 /* "auto", "reserved" or "public"; -1 after a usage message otherwise. */
 int ctl_parse_pool(const char *cmd, const char *s, Referral__Pool *out);
+/* "2026-12-07T08:00", "2026-12-07 08:00" or "2026-12-07" in local time, or
+ * Unix seconds; -1 after a message otherwise. */
+int ctl_parse_time(const char *s, int64_t *out);
 /* Writes a fresh idempotency key into buf and returns buf. */
 char *ctl_fresh_key(char *buf, size_t len);
 /* "2026-12-07T08:00", "2026-12-07 08:00", "2026-12-07" (local time) or Unix

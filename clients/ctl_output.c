@@ -2,6 +2,7 @@
 #include "ctl_output.h"
 
 #include <string.h>
+#include <time.h>
 
 static json_object *field_value(const ProtobufCFieldDescriptor *f, const void *p)
 {
@@ -124,4 +125,25 @@ void ctl_print_human(FILE *out, json_object *obj, int indent)
 			fprintf(out, "%*s%s: %s\n", indent, "", key, json_object_get_string(val));
 		}
 	}
+}
+
+void ctl_local_time(char *buf, size_t len, int64_t at)
+{
+	time_t t = (time_t)at;
+	struct tm tm;
+	if (at <= 0 || !localtime_r(&t, &tm))
+		snprintf(buf, len, "-");
+	else
+		strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+void ctl_format_age(char *buf, size_t len, long long seconds)
+{
+	long long m = seconds > 0 ? seconds / 60 : 0;
+	if (m < 60)
+		snprintf(buf, len, "%lldm", m);
+	else if (m < 24 * 60)
+		snprintf(buf, len, "%lldh%02lldm", m / 60, m % 60);
+	else
+		snprintf(buf, len, "%lldd%02lldh", m / (24 * 60), m % (24 * 60) / 60);
 }

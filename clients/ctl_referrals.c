@@ -182,28 +182,6 @@ static const char *or_dash(const char *s)
 	return s && s[0] ? s : "-";
 }
 
-static void local_time(char *buf, size_t len, int64_t at)
-{
-	time_t t = (time_t)at;
-	struct tm tm;
-	if (at <= 0 || !localtime_r(&t, &tm))
-		snprintf(buf, len, "-");
-	else
-		strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
-}
-
-/* "45m", "3h05m", "2d04h": what a desk needs to see at a glance. */
-static void format_age(char *buf, size_t len, long long seconds)
-{
-	long long m = seconds > 0 ? seconds / 60 : 0;
-	if (m < 60)
-		snprintf(buf, len, "%lldm", m);
-	else if (m < 24 * 60)
-		snprintf(buf, len, "%lldh%02lldm", m / 60, m % 60);
-	else
-		snprintf(buf, len, "%lldd%02lldh", m / (24 * 60), m % (24 * 60) / 60);
-}
-
 /* Reasons and details are free text: keep each entry on its one line. */
 static void print_oneline(const char *s)
 {
@@ -348,7 +326,7 @@ int cmd_refer(struct ctl *ctl, int argc, char **argv)
 static void print_worklist_line(const Referral__Referral *r, time_t now)
 {
 	char age[24], from[136], to[136], route[280];
-	format_age(age, sizeof age, (long long)now - (long long)r->created_at);
+	ctl_format_age(age, sizeof age, (long long)now - (long long)r->created_at);
 	place(from, sizeof from, r->from_institution, r->from_department);
 	place(to, sizeof to, r->to_institution, r->to_department);
 	snprintf(route, sizeof route, "%s -> %s", from, to);
@@ -522,7 +500,7 @@ int cmd_referral(struct ctl *ctl, int argc, char **argv)
 static void print_history_entry(const Referral__HistoryEntry *e)
 {
 	char when[32], states[64], who[200];
-	local_time(when, sizeof when, e->at);
+	ctl_local_time(when, sizeof when, e->at);
 	snprintf(states, sizeof states, "%s -> %s", e->from_state[0] ? e->from_state : "(new)",
 		 e->to_state);
 	/* No terminal: the daemon's timer (role "system"). */
@@ -582,7 +560,7 @@ static void watch_signals(void)
 static void print_event(const Referral__Event *e)
 {
 	char when[32];
-	local_time(when, sizeof when, e->at);
+	ctl_local_time(when, sizeof when, e->at);
 	printf("#%-6llu %s %-26s %-12s %-36s %s -> %s", (unsigned long long)e->seq, when, e->kind,
 	       or_dash(e->state), or_dash(e->referral_id), or_dash(e->from_institution),
 	       or_dash(e->to_institution));

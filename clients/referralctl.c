@@ -244,6 +244,12 @@ static const struct command commands[] = {
 	  "terminal add TERMINAL --institution I --role ROLE [--practitioner P]" ARGS_NL
 	  "terminal list [--institution I] [--all] | terminal revoke|rotate TERMINAL",
 	  "manage terminals (admin): a new token is shown once" },
+	{ "stats", cmd_stats, "[--community C] [--institution I] [--since T] [--until T] [--json]",
+	  "figures per hospital and for the community: slots, referrals (desk, monitor, admin)" },
+	{ "compliance", cmd_compliance, "[--institution I] [--since T] [--until T] [--limit N] [--json]",
+	  "sessions and hospitals short of the reserve floor or leaving reserved units unused" },
+	{ "top", cmd_top, "[-d SECONDS] [-n COUNT] [-b]",
+	  "live view of the daemon: requests, latencies, errors, pools; q quits (monitor, admin)" },
 };
 
 static void usage(FILE *out)

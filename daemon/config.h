@@ -52,6 +52,10 @@ struct config {
 	int db_replica_pool_size;
 	int db_replica_max_lag_ms;
 	int credentials_check_ms;
+	int figures_pool_size;
+	int figures_queue_max;
+	int figures_statement_timeout_ms;
+	int figures_metrics_interval_ms;
 	enum log_level log_level;
 };
 

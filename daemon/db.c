@@ -53,7 +53,7 @@ struct db_pool {
 	struct event_base *base;
 	struct db_pool_settings s;
 	char *dsn;
-	char options[64];
+	char options[256];
 	struct pgc *conns;
 	struct db_job *queue_head, *queue_tail;
 	unsigned queue_length;
@@ -547,8 +547,8 @@ struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_settin
 	pool->s = *s;
 	pool->dsn = strdup(s->dsn);
 	pool->s.dsn = pool->dsn;
-	snprintf(pool->options, sizeof pool->options, "-c statement_timeout=%d",
-		 s->statement_timeout_ms);
+	snprintf(pool->options, sizeof pool->options, "-c statement_timeout=%d %s",
+		 s->statement_timeout_ms, s->extra_options ? s->extra_options : "");
 	pool->conns = calloc((size_t)s->size, sizeof *pool->conns);
 	pool->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, pool);
 	pool->kick = event_new(base, -1, 0, kick_cb, pool);

@@ -47,6 +47,9 @@ struct db_pool_settings {
 	int queue_timeout_ms;
 	int reconnect_max_ms;
 	int statement_timeout_ms;
+	/* Optional: more server settings for every connection, in the form
+	 * of libpq's options ("-c name=value ..."). */
+	const char *extra_options;
 	int schema_version;       /* the version this daemon was built for */
 	/* Optional: every connection LISTENs on this channel, and each
 	 * notification's payload is passed to notify(). A notification may

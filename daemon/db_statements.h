@@ -55,6 +55,16 @@
 #define TERMINAL_COLS                                                           \
 	"w.terminal_id, w.institution_id, w.role, w.practitioner_id, w.created_epoch, " \
 	"w.revoked_epoch, w.revoked_by, w.rotated_epoch, w.changed_micros, w.community_id"
+/* The columns of a figures row (community_figures() f joined with its
+ * community c), in the order figures_from_row() reads them. */
+#define FIGURES_COLS                                                            \
+	"coalesce(f.institution_id, ''), c.reserve_floor_pct, f.sessions_open, "  \
+	"f.sessions_cancelled, f.capacity_units, f.published_units, f.reserved_published, " \
+	"f.sessions_below_floor, f.reserved_pool, f.reserved_booked, f.public_pool, " \
+	"f.public_booked, f.released_units, f.sessions_released, f.emergency_bookings, " \
+	"f.up_referrals, f.down_referrals, f.up_accepted, f.up_rejected, f.up_redirected, " \
+	"f.up_no_show, f.accept_median_s, f.accept_p90_s, f.waiting_now, "        \
+	"f.escalated_waiting_now, f.follow_ups_overdue_now"
 
 /* X(ENUM_SUFFIX, number of parameters, SQL) */
 #define DB_STATEMENTS(X)                                                        \
@@ -147,16 +157,10 @@
 	X(GET_REFERRAL, 3,                                                      \
 	  "SELECT " REFERRAL_COLS " FROM referral_wire w WHERE w.community_id = $1" \
 	  " AND w.referral_id = $2::uuid AND ($3 = '' OR w.from_institution = $3 OR w.to_institution = $3)") \
+	/* worklist() in sql/005_monitoring.sql: each side from its own index. */ \
 	X(WORKLIST, 12,                                                         \
-	  "SELECT " REFERRAL_COLS " FROM referral_wire w WHERE w.community_id = $1" \
-	  " AND ($2 = '' OR w.from_institution = $2 OR w.to_institution = $2)"  \
-	  " AND CASE $3 WHEN '' THEN w.state NOT IN ('rejected', 'redirected', 'returned', " \
-	  "  'declined', 'cancelled', 'no_show', 'completed') WHEN 'all' THEN true ELSE w.state = $3 END" \
-	  " AND ($4 = '' OR w.direction = $4) AND ($5 = '' OR w.to_department = $5)" \
-	  " AND w.created_at <= now() - make_interval(mins => $6::integer)"    \
-	  " AND (NOT $7::boolean OR w.escalated) AND ($8 = '' OR w.patient_id::text = $8)" \
-	  " AND (w.urgency_rank, w.created_micros, w.referral_id) < ($9::integer, $10::bigint, $11::uuid)" \
-	  " ORDER BY w.urgency_rank DESC, w.created_micros DESC, w.referral_id DESC LIMIT $12::integer") \
+	  "SELECT " REFERRAL_COLS " FROM worklist($1, $2, $3, $4, $5, $6::integer, $7::boolean, " \
+	  "$8, $9::integer, $10::bigint, $11::uuid, $12::integer) w")           \
 	X(REFERRAL_HISTORY, 3,                                                  \
 	  "SELECT h.seq, extract(epoch FROM h.at)::bigint, h.action, coalesce(h.from_state::text, ''), " \
 	  "h.to_state, coalesce(h.terminal_id, ''), h.role, coalesce(h.institution_id, ''), " \
@@ -209,7 +213,28 @@
 	X(GET_DEDUCTIBLE_POLICY, 2,                                             \
 	  "SELECT " POLICY_COLS " FROM (SELECT CASE WHEN $2::integer = 0"       \
 	  " THEN (deductible_policy_at($1, now())).version ELSE $2::integer END AS version) x" \
-	  " JOIN deductible_policy_wire p ON p.community_id = $1 AND p.version = x.version")
+	  " JOIN deductible_policy_wire p ON p.community_id = $1 AND p.version = x.version") \
+	/* Monitoring (sql/005_monitoring.sql), on the figures pool only. */    \
+	X(FIGURES, 4,                                                           \
+	  "SELECT " FIGURES_COLS " FROM communities c, LATERAL community_figures(c.community_id, $2, " \
+	  "to_timestamp($3::bigint), to_timestamp($4::bigint)) f WHERE c.community_id = $1") \
+	X(FIGURES_TOTALS, 2,                                                    \
+	  "SELECT c.community_id, " FIGURES_COLS " FROM communities c, LATERAL community_figures(" \
+	  "c.community_id, '', to_timestamp($1::bigint), to_timestamp($2::bigint)) f " \
+	  "WHERE f.institution_id IS NULL ORDER BY c.community_id")              \
+	X(FIGURES_REFERRAL_STATES, 2,                                           \
+	  "SELECT community_id, direction, state, referrals "                    \
+	  "FROM figures_referral_states(to_timestamp($1::bigint), to_timestamp($2::bigint))") \
+	X(COMPLIANCE, 5,                                                        \
+	  "SELECT row_kind, coalesce(rule, ''), coalesce(description, ''), coalesce(source, ''), " \
+	  "coalesce(institution_id, ''), coalesce(rules, ''), coalesce(published_units, 0), " \
+	  "coalesce(reserved_published, 0), coalesce(floor_pct, 0), coalesce(sessions, 0), " \
+	  "coalesce(sessions_below_floor, 0), coalesce(released_pool, 0), coalesce(unused_units, 0), " \
+	  "coalesce(sessions_release_overdue, 0), coalesce(stranded_units, 0), coalesce(session_id, 0), " \
+	  "coalesce(department_id, ''), coalesce(kind, ''), coalesce(resource_id, ''), " \
+	  "coalesce(extract(epoch FROM starts_at)::bigint, 0), coalesce(reserved_required, 0), " \
+	  "coalesce(reserved_booked, 0), coalesce(found, 0) FROM compliance_report($1, $2, " \
+	  "to_timestamp($3::bigint), to_timestamp($4::bigint), $5::integer)")
 
 enum db_stmt {
 #define X(name, nparams, sql) DB_STMT_##name,

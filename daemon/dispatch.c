@@ -54,6 +54,11 @@ const struct route routes[] = {
 	R(REVOKE_TERMINAL, "revoke_terminal", handle_revoke_terminal, ADMIN),
 	R(ROTATE_TERMINAL, "rotate_terminal", handle_rotate_terminal, ADMIN),
 	R(RESOLVE_PATIENT, "resolve_patient", handle_resolve_patient, CLINIC | DESK | BILLING | ADMIN),
+	/* Monitoring: desks see their own hospital's figures (handle_stats.c
+	 * scopes them); the live counters are the daemon's, for operators. */
+	R(STATS, "stats", handle_stats, DESK | MONITOR | ADMIN),
+	R(COMPLIANCE, "compliance", handle_compliance, DESK | MONITOR | ADMIN),
+	R(LIVE, "live", handle_live, MONITOR | ADMIN),
 };
 const unsigned routes_count = sizeof routes / sizeof routes[0];
 /* Every route has its own row in the request metrics. */

@@ -62,5 +62,8 @@ void handle_list_terminals(struct request *req);
 void handle_revoke_terminal(struct request *req);
 void handle_rotate_terminal(struct request *req);
 void handle_resolve_patient(struct request *req);   /* handle_patients.c */
+void handle_stats(struct request *req);
+void handle_compliance(struct request *req);
+void handle_live(struct request *req);
 
 #endif

@@ -28,6 +28,7 @@
 #include "book_batch.h"
 #include "port_file.h"
 #include "events.h"
+#include "figures.h"
 #include "release.h"
 #include "replica.h"
 #include "server.h"
@@ -231,6 +232,7 @@ static void reload(struct server *srv)
 	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
 	event_hub_set_poll(srv->events, srv->cfg.events_poll_ms);
 	terminal_watch_set_interval(srv->terminal_watch, srv->cfg.credentials_check_ms);
+	figures_apply_settings(srv);
 	for (struct conn *c = srv->conns; c; c = c->next)
 		conn_apply_settings(c);
 	log_info("configuration reloaded");
@@ -504,7 +506,8 @@ static int setup(struct server *srv)
 		return -1;
 	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
 	srv->terminal_watch = terminal_watch_start(srv, srv->cfg.credentials_check_ms);
-	if (!srv->release || !srv->terminal_watch || start_watchdog(srv) < 0)
+	if (!srv->release || !srv->terminal_watch || figures_start(srv) < 0 ||
+	    start_watchdog(srv) < 0)
 		return -1;
 	if (start_listening(srv) < 0)
 		return -1;
@@ -524,6 +527,7 @@ static void teardown(struct server *srv)
 	/* Answers what is still waiting on the database; their connections
 	 * are closed, so nothing is sent, and the reaper frees them. */
 	admin_http_free(srv->admin);
+	figures_stop(srv);
 	book_batcher_free(srv->book_batcher);
 	replica_free(srv->replica);
 	db_pool_free(srv->db);

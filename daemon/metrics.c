@@ -11,10 +11,11 @@
 #include "db.h"
 #include "dispatch.h"
 #include "replica.h"
+#include "figures_metrics.h"
 #include "server.h"
 #include "wire.h"
 
-static const double bucket_bounds[] = {
+const double metrics_bucket_bounds[METRICS_N_BUCKETS] = {
 #define X(le) le,
 	METRICS_BUCKETS(X)
 #undef X
@@ -30,16 +31,32 @@ void metrics_observe(struct metrics *m, int route_index, Referral__ErrorCode cod
 	r->count++;
 	r->sum_seconds += seconds;
 	for (int b = 0; b < METRICS_N_BUCKETS; b++) {
-		if (seconds <= bucket_bounds[b]) {
+		if (seconds <= metrics_bucket_bounds[b]) {
 			r->buckets[b]++;
 			break;
 		}
 	}
 }
 
-static const char *route_label(unsigned i)
+const char *metrics_route_label(unsigned i)
 {
 	return i < routes_count ? routes[i].name : "unknown";
+}
+
+const char *metrics_code_label(unsigned code)
+{
+	return code == 0 ? "ok" : wire_error_code_name((Referral__ErrorCode)code);
+}
+
+void metrics_count_connections(const struct server *srv, unsigned by_role[METRICS_N_ROLES])
+{
+	memset(by_role, 0, METRICS_N_ROLES * sizeof by_role[0]);
+	for (const struct conn *c = srv->conns; c; c = c->next) {
+		if (c->state == CONN_READY && (unsigned)c->ident.role < METRICS_N_ROLES)
+			by_role[c->ident.role]++;
+		else
+			by_role[0]++;
+	}
 }
 
 static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
@@ -56,8 +73,8 @@ static void render_requests(struct server *srv, struct evbuffer *out)
 		for (unsigned c = 0; c < METRICS_N_CODES; c++)
 			if (m->routes[i].by_code[c])
 				evbuffer_add_printf(out, "referrald_requests_total{type=\"%s\",code=\"%s\"} %llu\n",
-						    route_label(i),
-						    c == 0 ? "ok" : wire_error_code_name((Referral__ErrorCode)c),
+						    metrics_route_label(i),
+						    metrics_code_label(c),
 						    m->routes[i].by_code[c]);
 	header(out, "referrald_request_duration_seconds", "histogram",
 	       "Time from a request's arrival to its answer being queued, by request type.");
@@ -69,14 +86,14 @@ static void render_requests(struct server *srv, struct evbuffer *out)
 		for (int b = 0; b < METRICS_N_BUCKETS; b++) {
 			cum += r->buckets[b];
 			evbuffer_add_printf(out, "referrald_request_duration_seconds_bucket{type=\"%s\",le=\"%g\"} %llu\n",
-					    route_label(i), bucket_bounds[b], cum);
+					    metrics_route_label(i), metrics_bucket_bounds[b], cum);
 		}
 		evbuffer_add_printf(out,
 				    "referrald_request_duration_seconds_bucket{type=\"%s\",le=\"+Inf\"} %llu\n"
 				    "referrald_request_duration_seconds_sum{type=\"%s\"} %.9f\n"
 				    "referrald_request_duration_seconds_count{type=\"%s\"} %llu\n",
-				    route_label(i), r->count, route_label(i), r->sum_seconds,
-				    route_label(i), r->count);
+				    metrics_route_label(i), r->count, metrics_route_label(i), r->sum_seconds,
+				    metrics_route_label(i), r->count);
 	}
 }
 
@@ -101,17 +118,11 @@ static void gauge(struct evbuffer *out, const char *name, const char *help, doub
 
 static void render_connections(struct server *srv, struct evbuffer *out)
 {
-	unsigned by_role[8] = { 0 };
-	unsigned handshaking = 0;
-	for (const struct conn *c = srv->conns; c; c = c->next) {
-		if (c->state == CONN_READY && (unsigned)c->ident.role < 8)
-			by_role[c->ident.role]++;
-		else
-			handshaking++;
-	}
+	unsigned by_role[METRICS_N_ROLES];
+	metrics_count_connections(srv, by_role);
 	header(out, "referrald_connections", "gauge",
 	       "Open client connections, by role (none: not yet authenticated).");
-	evbuffer_add_printf(out, "referrald_connections{role=\"none\"} %u\n", handshaking);
+	evbuffer_add_printf(out, "referrald_connections{role=\"none\"} %u\n", by_role[0]);
 	for (int r = REFERRAL__ROLE__ROLE_CLINIC; r <= REFERRAL__ROLE__ROLE_ADMIN; r++)
 		evbuffer_add_printf(out, "referrald_connections{role=\"%s\"} %u\n",
 				    wire_role_name((Referral__Role)r), by_role[r]);
@@ -152,6 +163,27 @@ static void render_replica(struct server *srv, struct evbuffer *out)
 	      replica_staleness_s(srv->replica));
 }
 
+/* The figures' own pool (figures.h): its queue is where spammed figure
+ * requests wait, apart from the bookings. */
+static void render_figures_pool(struct server *srv, struct evbuffer *out)
+{
+	struct db_pool_stats st;
+	if (!srv->figures_db)
+		return;
+	db_pool_get_stats(srv->figures_db, &st);
+	gauge(out, "referrald_figures_db_connections_up",
+	      "Figures connections (stats, compliance, community gauges) ready for work.",
+	      st.connections_up);
+	gauge(out, "referrald_figures_db_busy", "Figures connections running a query.", st.busy);
+	gauge(out, "referrald_figures_queue_length", "Figure requests waiting for a figures connection.",
+	      st.queue_length);
+	header(out, "referrald_figures_queries_total", "counter", "Figure queries sent to PostgreSQL.");
+	evbuffer_add_printf(out, "referrald_figures_queries_total %llu\n", st.queries_total);
+	header(out, "referrald_figures_unavailable_total", "counter",
+	       "Figure queries answered unavailable (no connection, queue timeout, connection lost).");
+	evbuffer_add_printf(out, "referrald_figures_unavailable_total %llu\n", st.failures_total);
+}
+
 void metrics_render(struct server *srv, struct evbuffer *out)
 {
 	header(out, "referrald_build_info", "gauge", "Always 1; the labels say what runs.");
@@ -165,4 +197,6 @@ void metrics_render(struct server *srv, struct evbuffer *out)
 	render_connections(srv, out);
 	render_database(srv, out);
 	render_replica(srv, out);
+	render_figures_pool(srv, out);
+	figures_metrics_render(srv->figures_metrics, out);
 }

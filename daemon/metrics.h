@@ -37,6 +37,19 @@ struct metrics {
 	struct request_metrics routes[METRICS_MAX_ROUTES + 1];
 };
 
+/* The upper bounds of the buckets, in seconds. */
+extern const double metrics_bucket_bounds[METRICS_N_BUCKETS];
+
+/* Roles are small enum numbers; index 0 counts connections before Hello. */
+#define METRICS_N_ROLES 8
+
+/* The request type a slot counts ("unknown" for the last one). */
+const char *metrics_route_label(unsigned route_index);
+/* "ok" or the error code's name. */
+const char *metrics_code_label(unsigned code);
+/* Open connections by role; by_role[0]: not yet authenticated. */
+void metrics_count_connections(const struct server *srv, unsigned by_role[METRICS_N_ROLES]);
+
 /* A request of route `route_index` (-1: unknown type) ended with `code`
  * after `seconds`. */
 void metrics_observe(struct metrics *m, int route_index, Referral__ErrorCode code,

@@ -37,6 +37,8 @@ struct server {
 	struct replica *replica;   /* NULL without db_replica_dsn */
 	struct worker_pool *workers;  /* token hashes, off the loop */
 	struct patient_key *patient_key;  /* NULL: no patient_id_key_file */
+	struct db_pool *figures_db;          /* the figures' own pool (figures.h) */
+	struct figures_metrics *figures_metrics;
 	struct release_timer *release;
 	struct terminal_watch *terminal_watch;  /* closes connections of revoked terminals */
 	struct event_hub *events;

@@ -76,6 +76,7 @@ Try it in another terminal:
   . .demo/credentials/desk-county.env && build/referralctl worklist
   build/referralctl watch      # live events; refer or accept from another terminal
   . .demo/credentials/billing-county.env && build/referralctl deductibles   # deductible decisions
+  . .demo/credentials/ops-monitor.env && build/referralctl stats   # or compliance, or top (q quits)
 Metrics and health: curl -s http://127.0.0.1:7421/metrics ; curl -s http://127.0.0.1:7421/healthz
 Other terminals: $(cd "$creds" && ls | sed 's/\.env$//' | tr '\n' ' ')
 Ctrl-C stops the daemon and the database.

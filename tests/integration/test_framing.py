@@ -155,13 +155,13 @@ class FramingTest(harness.DaemonTestCase):
         self.assertOk(c.ping(), "ping")
 
     def test_unknown_request_type(self):
-        """A oneof member this server does not know (field 50): a newer
+        """A oneof member this server does not know (field 90): a newer
         client's request. UNIMPLEMENTED, and the connection stays."""
         for authed in (False, True):
             with self.subTest(authenticated=authed):
                 c = self.authed("clinic") if authed else self.connect()
-                c.send_frame(field_varint(1, 44) + field_bytes(50, field_varint(1, 7)))
-                self.assertError(c.recv(), E.UNIMPLEMENTED, field="#50", request_id=44)
+                c.send_frame(field_varint(1, 44) + field_bytes(90, field_varint(1, 7)))
+                self.assertError(c.recv(), E.UNIMPLEMENTED, field="#90", request_id=44)
                 self.assertOk(c.ping() if authed else c.hello(self.community["clinic"]),
                               "ping" if authed else "hello")
 

@@ -283,9 +283,10 @@ static void test_find_unknown_top_level(void **state)
 	assert_int_equal(r->base.n_unknown_fields, 1);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
-	/* field 50 (length-delimited) = "xy", then field 100 (varint): the first wins. */
-	static const uint8_t two[] = { 0x92, 0x03, 0x02, 'x', 'y', 0xA0, 0x06, 0x05 };
-	expect_unknown(&referral__request__descriptor, two, sizeof two, "#50");
+	/* field 90 (length-delimited) = "xy", then field 100 (varint): the first wins.
+	 * (Request field numbers up to 69 are taken or reserved.) */
+	static const uint8_t two[] = { 0xD2, 0x05, 0x02, 'x', 'y', 0xA0, 0x06, 0x05 };
+	expect_unknown(&referral__request__descriptor, two, sizeof two, "#90");
 }
 
 static void test_find_unknown_in_hello(void **state)
