@@ -92,6 +92,8 @@ GET(accept_p90_seconds)
 GET(waiting_now)
 GET(escalated_waiting_now)
 GET(follow_ups_overdue_now)
+GET(deductible_decisions)
+GET(deductible_fen_waived)
 #undef GET
 
 static const struct {
@@ -123,6 +125,9 @@ static const struct {
 	{ "waiting (pending or no slot)", F_COUNT, get_waiting_now },
 	{ "  of which escalated", F_COUNT, get_escalated_waiting_now },
 	{ "follow-ups overdue", F_COUNT, get_follow_ups_overdue_now },
+	{ "inpatient stays admitted in the window", F_SECTION, NULL },
+	{ "deductible decisions", F_COUNT, get_deductible_decisions },
+	{ "deductible waived (fen)", F_COUNT, get_deductible_fen_waived },
 };
 
 static void format_value(char *buf, size_t len, enum fmt fmt, double v, const Referral__Figures *f)

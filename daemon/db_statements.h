@@ -64,7 +64,8 @@
 	"f.public_booked, f.released_units, f.sessions_released, f.emergency_bookings, " \
 	"f.up_referrals, f.down_referrals, f.up_accepted, f.up_rejected, f.up_redirected, " \
 	"f.up_no_show, f.accept_median_s, f.accept_p90_s, f.waiting_now, "        \
-	"f.escalated_waiting_now, f.follow_ups_overdue_now"
+	"f.escalated_waiting_now, f.follow_ups_overdue_now, f.deductible_decisions, " \
+	"f.deductible_fen_waived"
 
 /* X(ENUM_SUFFIX, number of parameters, SQL) */
 #define DB_STATEMENTS(X)                                                        \

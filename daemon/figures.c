@@ -138,6 +138,8 @@ void figures_from_row(Referral__Figures *f, const PGresult *res, int row, int c)
 	f->waiting_now = (uint32_t)db_i64(res, row, c++);
 	f->escalated_waiting_now = (uint32_t)db_i64(res, row, c++);
 	f->follow_ups_overdue_now = (uint32_t)db_i64(res, row, c++);
+	f->deductible_decisions = (uint32_t)db_i64(res, row, c++);
+	f->deductible_fen_waived = db_i64(res, row, c++);
 
 	f->reserved_share = figures_ratio((double)f->reserved_published, (double)f->published_units);
 	f->reserved_utilisation = figures_ratio((double)f->reserved_booked, (double)f->reserved_pool);

@@ -46,6 +46,8 @@ GETTER(sessions_released)
 GETTER(waiting_now)
 GETTER(escalated_waiting_now)
 GETTER(follow_ups_overdue_now)
+GETTER(deductible_decisions)
+GETTER(deductible_fen_waived)
 GETTER(accept_median_seconds)
 GETTER(accept_p90_seconds)
 #undef GETTER
@@ -80,6 +82,10 @@ static const struct {
 	  "Of those, the ones flagged for escalation." },
 	{ "referrald_community_follow_ups_overdue", "", get_follow_ups_overdue_now,
 	  "Down-referrals whose follow-up is overdue now." },
+	{ "referrald_community_deductible_decisions", "", get_deductible_decisions,
+	  "Deductible decisions of the stays admitted in the window (reversed ones left out)." },
+	{ "referrald_community_deductible_waived_fen", "", get_deductible_fen_waived,
+	  "Deductible waived by those decisions, in fen." },
 	{ "referrald_community_accept_median_seconds", "", get_accept_median_seconds,
 	  "Median time from an up-referral made in the window to its acceptance." },
 	{ "referrald_community_accept_p90_seconds", "", get_accept_p90_seconds,

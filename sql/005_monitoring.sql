@@ -50,7 +50,8 @@ RETURNS TABLE (
     up_referrals bigint, down_referrals bigint,
     up_accepted bigint, up_rejected bigint, up_redirected bigint, up_no_show bigint,
     accept_median_s double precision, accept_p90_s double precision,
-    waiting_now bigint, escalated_waiting_now bigint, follow_ups_overdue_now bigint)
+    waiting_now bigint, escalated_waiting_now bigint, follow_ups_overdue_now bigint,
+    deductible_decisions bigint, deductible_fen_waived bigint)
 LANGUAGE sql STABLE AS $$
 WITH s AS (
     SELECT x.institution_id,
@@ -124,8 +125,20 @@ WITH s AS (
       FROM open_now o
      WHERE p_institution = '' OR o.institution_id = p_institution
      GROUP BY GROUPING SETS ((o.institution_id), ())
+), d AS (
+    -- Deductible decisions of the stays admitted in the window (reversed
+    -- stays do not count), and the fen they waived (sql/004).
+    SELECT st.institution_id,
+           count(*) AS deductible_decisions,
+           coalesce(sum(dd.own_deductible_fen - dd.due_fen), 0)::bigint AS deductible_fen_waived
+      FROM stays st
+      JOIN deductible_decisions dd ON dd.community_id = st.community_id AND dd.stay_id = st.stay_id
+     WHERE st.community_id = p_community AND st.admitted_at >= p_since AND st.admitted_at < p_until
+       AND st.reversed_at IS NULL
+       AND (p_institution = '' OR st.institution_id = p_institution)
+     GROUP BY GROUPING SETS ((st.institution_id), ())
 )
-SELECT coalesce(s.institution_id, r.institution_id, n.institution_id),
+SELECT coalesce(s.institution_id, r.institution_id, n.institution_id, d.institution_id),
        coalesce(s.sessions_open, 0), coalesce(s.sessions_cancelled, 0),
        coalesce(s.capacity_units, 0), coalesce(s.published_units, 0),
        coalesce(s.reserved_published, 0), coalesce(s.sessions_below_floor, 0),
@@ -137,10 +150,13 @@ SELECT coalesce(s.institution_id, r.institution_id, n.institution_id),
        coalesce(r.up_accepted, 0), coalesce(r.up_rejected, 0), coalesce(r.up_redirected, 0),
        coalesce(r.up_no_show, 0), coalesce(r.accept_median_s, 0), coalesce(r.accept_p90_s, 0),
        coalesce(n.waiting_now, 0), coalesce(n.escalated_waiting_now, 0),
-       coalesce(n.follow_ups_overdue_now, 0)
+       coalesce(n.follow_ups_overdue_now, 0),
+       coalesce(d.deductible_decisions, 0), coalesce(d.deductible_fen_waived, 0)
   FROM s
   FULL JOIN r ON coalesce(r.institution_id, '') = coalesce(s.institution_id, '')
   FULL JOIN n ON coalesce(n.institution_id, '') = coalesce(s.institution_id, r.institution_id, '')
+  FULL JOIN d ON coalesce(d.institution_id, '') = coalesce(s.institution_id, r.institution_id,
+                                                          n.institution_id, '')
  ORDER BY 1 NULLS FIRST
 $$;
 
