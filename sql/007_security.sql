@@ -34,10 +34,11 @@ SELECT t.community_id, t.terminal_id, t.institution_id, t.role::text AS role,
 -- closed. The daemons' periodic check reads terminal_changes, not
 -- terminals, so that it never waits behind a lock on terminals.
 CREATE TABLE terminal_changes (
-    change_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     community_id text NOT NULL,
+    change_id    bigint GENERATED ALWAYS AS IDENTITY,
     terminal_id  text NOT NULL,
-    changed_at   timestamptz NOT NULL
+    changed_at   timestamptz NOT NULL,
+    PRIMARY KEY (community_id, change_id)   -- community first, as everywhere
 );
 CREATE INDEX terminal_changes_at ON terminal_changes (changed_at);
 

@@ -618,7 +618,8 @@ class Daemon:
         the address they know), after crash() or an exit."""
         if self.running():
             raise AssertionError("restart() of a running daemon")
-        self.settings["listen_port"] = str(self.port)
+        # The port it served on: the TLS port with tls, else the plain one.
+        self.settings["listen_port" if self.tls else "plain_port"] = str(self.port)
         for path in (self.port_file, self.admin_port_file):
             if os.path.exists(path):
                 os.unlink(path)

@@ -25,18 +25,23 @@ import datetime
 import json
 import os
 import re
+import time
 import unittest
 
 import harness
 from harness import pb
 import referrals_support as rs
 import slots_support as ss
+from test_patient_identity import resident_id
 
 REFERENCE_TABLES = {"referral_transitions", "schema_migrations"}
-# Statements that visit every community on purpose: the timers. Citus runs
-# them on all workers; they are not on a request's path.
-CROSS_COMMUNITY_FUNCTIONS = ("release_due", "referral_housekeeping")
-CROSS_COMMUNITY_STATEMENTS = {"RELEASE_DUE", "REFERRAL_HOUSEKEEPING"}
+# Statements that visit every community on purpose, all on timers and none
+# on a request's path: releases and referral housekeeping, the /metrics
+# community gauges (figures of every community, on the figures pool), and
+# the check for revoked terminals. Citus runs them on all workers.
+CROSS_COMMUNITY_FUNCTIONS = ("release_due", "referral_housekeeping", "figures_referral_states")
+CROSS_COMMUNITY_STATEMENTS = {"RELEASE_DUE", "REFERRAL_HOUSEKEEPING", "FIGURES_TOTALS",
+                              "FIGURES_REFERRAL_STATES", "TERMINAL_CHANGES"}
 # Statements that read no table at all, run only in setups this test does
 # not make (a replica's lag check, daemon/replica.c).
 NO_TABLES = {"WAL_POSITION"}
@@ -48,13 +53,27 @@ JOIN_CONDITIONS = ("Hash Cond", "Merge Cond", "Join Filter")
 
 
 def daemon_statements():
-    """name -> SQL of every prepared statement in daemon/db_statements.h."""
+    """name -> SQL of every prepared statement in daemon/db_statements.h, with
+    the column-list macros (#define NAME "..." "...") expanded."""
     with open(os.path.join(SOURCE_DIR, "daemon", "db_statements.h")) as f:
-        text = f.read()
+        text = f.read().replace("\\\n", " ")
+    token = r"\"(?:[^\"\\]|\\.)*\"|[A-Z_]+"
+
+    def concat(body, macros):
+        out = []
+        for t in re.findall(token, body):
+            if t.startswith('"'):
+                out.append(t[1:-1].replace('\\"', '"'))
+            else:
+                out.append(macros.get(t, ""))
+        return "".join(out)
+
+    macros = {}
+    for m in re.finditer(r"#define ([A-Z_]+)\s+((?:\"(?:[^\"\\]|\\.)*\"\s*)+)$", text, re.M):
+        macros[m.group(1)] = concat(m.group(2), macros)
     out = {}
-    for m in re.finditer(r"X\((\w+),\s*\d+,((?:\s*\\?\s*\"(?:[^\"\\]|\\.)*\")+)\s*\)", text):
-        pieces = re.findall(r"\"((?:[^\"\\]|\\.)*)\"", m.group(2))
-        out[m.group(1)] = "".join(p.replace('\\"', '"') for p in pieces)
+    for m in re.finditer(r"X\((\w+),\s*\d+,\s*((?:(?:\"(?:[^\"\\]|\\.)*\"|[A-Z_]+)\s*)+)\)", text):
+        out[m.group(1)] = concat(m.group(2), macros)
     return out
 
 
@@ -172,7 +191,8 @@ SELECT c.relname, con.conname, r.relname,
 
 class StatementsStayInOneCommunity(rs.ReferralsTestCase):
     private_database = True
-    daemon_settings = {"release_interval_ms": "100", "db_pool_size": "3"}
+    daemon_settings = {"release_interval_ms": "100", "db_pool_size": "3",
+                       "credentials_check_ms": "200", "figures_metrics_interval_ms": "200"}
 
     @classmethod
     def setUpClass(cls):
@@ -224,6 +244,33 @@ ALTER DATABASE "{cls.dbname}" SET auto_explain.log_format = 'json';""", dbname="
         self.refer_down(desk=desk)
         self.stream("clinic", after_seq=0).take(1)
         self.answered(desk.cancel_session(s))
+        self.drive_the_other_rooms()
+
+    def drive_the_other_rooms(self):
+        """Figures, deductibles, terminals, patient identity."""
+        admin, billing, mon = self.authed("admin"), self.authed("billing"), self.authed("monitor")
+        self.answered(mon.call(pb.Request(stats=pb.StatsRequest())))
+        self.answered(mon.call(pb.Request(compliance=pb.ComplianceRequest())))
+        stay = self.answered(billing.call(pb.Request(record_stay=pb.RecordStay(
+            patient_id=self.community.patient(), admitted_at=int(time.time()) - 7200,
+            idempotency_key="stay-1")))).deductible.stay_id
+        self.answered(billing.call(pb.Request(discharge_stay=pb.DischargeStay(stay_id=stay))))
+        self.answered(billing.call(pb.Request(get_deductible=pb.GetDeductible(stay_id=stay))))
+        self.answered(billing.call(pb.Request(list_deductibles=pb.ListDeductibles())))
+        self.answered(billing.call(pb.Request(reverse_stay=pb.ReverseStay(
+            stay_id=stay, reason="recorded for the wrong patient"))))
+        self.answered(admin.call(pb.Request(set_deductible_policy=pb.SetDeductiblePolicy(
+            policy="continuous", window_days=10))))
+        self.answered(admin.call(pb.Request(get_deductible_policy=pb.GetDeductiblePolicy())))
+        self.answered(admin.call(pb.Request(add_terminal=pb.AddTerminal(
+            terminal_id="new-clinic", institution_id="village-a", role=pb.ROLE_CLINIC))))
+        self.answered(admin.call(pb.Request(list_terminals=pb.ListTerminals())))
+        self.answered(admin.call(pb.Request(rotate_terminal=pb.RotateTerminal(
+            terminal_id="new-clinic"))))
+        self.answered(admin.call(pb.Request(revoke_terminal=pb.RevokeTerminal(
+            terminal_id="new-clinic"))))
+        self.answered(admin.call(pb.Request(resolve_patient=pb.ResolvePatient(
+            resident_id=resident_id(7), register=True, name="王五"))))
 
     def test_every_scan_of_community_data_names_the_community(self):
         self.drive_every_path()
