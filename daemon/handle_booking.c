@@ -245,12 +245,8 @@ static void bookings_listed(void *arg, const struct db_result *r)
 	int n = PQntuples(r->res);
 	Referral__Booking *rows = calloc((size_t)n + 1, sizeof *rows);
 	Referral__Booking **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-	if (!rows || !ptrs) {
-		free(rows);
-		free(ptrs);
-		request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "out of memory");
+	if (!request_alloc_ok(req, rows, ptrs))
 		return;
-	}
 	for (int i = 0; i < n; i++) {
 		Referral__Booking *b = &rows[i];
 		referral__booking__init(b);

@@ -345,12 +345,8 @@ static void worklist_listed(void *arg, const struct db_result *r)
 	int n = PQntuples(r->res);
 	Referral__Referral *rows = calloc((size_t)n + 1, sizeof *rows);
 	Referral__Referral **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-	if (!rows || !ptrs) {
-		free(rows);
-		free(ptrs);
-		request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "out of memory");
+	if (!request_alloc_ok(req, rows, ptrs))
 		return;
-	}
 	for (int i = 0; i < n; i++) {
 		referral_from_row(&rows[i], r->res, i, 0);
 		ptrs[i] = &rows[i];
@@ -432,12 +428,8 @@ static void history_listed(void *arg, const struct db_result *r)
 	}
 	Referral__HistoryEntry *rows = calloc((size_t)n, sizeof *rows);
 	Referral__HistoryEntry **ptrs = calloc((size_t)n, sizeof *ptrs);
-	if (!rows || !ptrs) {
-		free(rows);
-		free(ptrs);
-		request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "out of memory");
+	if (!request_alloc_ok(req, rows, ptrs))
 		return;
-	}
 	for (int i = 0; i < n; i++) {
 		Referral__HistoryEntry *e = &rows[i];
 		referral__history_entry__init(e);

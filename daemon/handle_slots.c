@@ -137,12 +137,8 @@ static void reply_sessions(struct request *req, const PGresult *res, int as_publ
 	int n = PQntuples(res);
 	Referral__Session *rows = calloc((size_t)n + 1, sizeof *rows);
 	Referral__Session **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-	if (!rows || !ptrs) {
-		free(rows);
-		free(ptrs);
-		request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "out of memory");
+	if (!request_alloc_ok(req, rows, ptrs))
 		return;
-	}
 	for (int i = 0; i < n; i++) {
 		slots_session_from_row(&rows[i], res, i);
 		ptrs[i] = &rows[i];
@@ -289,12 +285,8 @@ void handle_publish(struct request *req)
 	}
 	char *starts = timestamps_literal(p->times, p->n_times, 0);
 	char *ends = timestamps_literal(p->times, p->n_times, 1);
-	if (!starts || !ends) {
-		free(starts);
-		free(ends);
-		request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "out of memory");
+	if (!request_alloc_ok(req, starts, ends))
 		return;
-	}
 	param_str(&q, starts);
 	param_str(&q, ends);
 	request_db(req, DB_STMT_PUBLISH_SESSIONS, &q, published);

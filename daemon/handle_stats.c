@@ -32,12 +32,8 @@ static void stats_done(void *arg, const struct db_result *r)
 	int n = PQntuples(r->res);
 	Referral__Figures *rows = calloc((size_t)n + 1, sizeof *rows);
 	Referral__Figures **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-	if (!rows || !ptrs) {
-		free(rows);
-		free(ptrs);
-		request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "out of memory");
+	if (!request_alloc_ok(req, rows, ptrs))
 		return;
-	}
 	Referral__StatsReply reply = REFERRAL__STATS_REPLY__INIT;
 	reply.community_id = (char *)request_identity(req)->community_id;
 	reply.institutions = ptrs;

@@ -212,12 +212,8 @@ static void listed(void *arg, const struct db_result *r)
 	int n = PQntuples(r->res);
 	Referral__TerminalInfo *items = calloc((size_t)n + 1, sizeof *items);
 	Referral__TerminalInfo **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-	if (!items || !ptrs) {
-		free(items);
-		free(ptrs);
-		request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "out of memory");
+	if (!request_alloc_ok(req, items, ptrs))
 		return;
-	}
 	for (int i = 0; i < n; i++) {
 		terminal_from_row(&items[i], r->res, i);
 		ptrs[i] = &items[i];

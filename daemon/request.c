@@ -97,6 +97,16 @@ static const struct {
 	{ "55P03", REFERRAL__ERROR_CODE__CONFLICT, NULL },          /* lock_not_available */
 };
 
+int request_alloc_ok(struct request *req, void *rows, void *ptrs)
+{
+	if (rows && ptrs)
+		return 1;
+	free(rows);
+	free(ptrs);
+	request_fail(req, REFERRAL__ERROR_CODE__INTERNAL, NULL, "out of memory");
+	return 0;
+}
+
 void request_fail_db(struct request *req, const struct db_result *r)
 {
 	switch (r->outcome) {

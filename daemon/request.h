@@ -31,6 +31,9 @@ struct request {
 void request_reply(struct request *req, Referral__Response *resp);
 void request_fail(struct request *req, Referral__ErrorCode code, const char *field,
 		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* For the arrays of a list reply: 1 when both allocations succeeded; else
+ * frees both, answers INTERNAL "out of memory" and returns 0. */
+int request_alloc_ok(struct request *req, void *rows, void *ptrs);
 /* Answers a failed database call with the matching typed error. */
 void request_fail_db(struct request *req, const struct db_result *r);
 
