@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define BACKOFF_START_MS 100
@@ -68,13 +69,6 @@ struct db_pool {
 static void pgc_start(struct pgc *c);
 static void pgc_io_cb(evutil_socket_t fd, short what, void *arg);
 static void pool_dispatch(struct db_pool *pool);
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_last_error(struct db_pool *pool, const char *msg)
 {
@@ -140,7 +134,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
 	struct db_pool *pool = arg;
-	long long deadline = now_ms() - pool->s.queue_timeout_ms;
+	long long deadline = monotonic_ms() - pool->s.queue_timeout_ms;
 	while (pool->queue_head && pool->queue_head->enqueued_ms <= deadline)
 		job_answer_unavailable(pool, queue_pop(pool),
 				       "timed out waiting for a database connection");
@@ -630,7 +624,7 @@ int db_exec(struct db_pool *pool, enum db_stmt stmt, int nparams,
 	job->nparams = nparams;
 	job->done = done;
 	job->arg = arg;
-	job->enqueued_ms = now_ms();
+	job->enqueued_ms = monotonic_ms();
 	char *p = job->arena;
 	for (int i = 0; i < nparams; i++) {
 		if (!values[i]) {

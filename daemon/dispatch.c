@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "server.h"
 #include "terminals.h"
@@ -71,13 +72,6 @@ const struct route *dispatch_find(Referral__Request__BodyCase body)
 		if (routes[i].body == body)
 			return &routes[i];
 	return NULL;
-}
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Checks everything that does not need the handler: the request is known,
@@ -154,7 +148,7 @@ int dispatch_frame(struct conn *c, const uint8_t *body, size_t len)
 	req->msg = msg;
 	req->id = msg->request_id;
 	req->route = dispatch_find(msg->body_case);
-	req->started_ns = now_ns();
+	req->started_ns = monotonic_ns();
 	c->inflight++;
 	srv->inflight++;
 	char path[128];

@@ -2,10 +2,10 @@
 #include "replica.h"
 
 #include <stdlib.h>
-#include <time.h>
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "db.h"
 #include "db_row.h"
 #include "log.h"
@@ -32,13 +32,6 @@ struct replica {
 	long long primary_asked_ms;
 	int was_usable;
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void primary_position(void *arg, const struct db_result *res)
 {
@@ -92,7 +85,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (!r->primary_asked &&
 	    db_exec(r->srv->db, DB_STMT_WAL_POSITION, 0, NULL, primary_position, r, &refused) == 0) {
 		r->primary_asked = 1;
-		r->primary_asked_ms = now_ms();
+		r->primary_asked_ms = monotonic_ms();
 	}
 	note_change(r);
 }
@@ -144,7 +137,7 @@ double replica_staleness_s(const struct replica *r)
 {
 	if (!r || r->covered_ms == 0)
 		return -1;
-	return (double)(now_ms() - r->covered_ms) / 1000.0;
+	return (double)(monotonic_ms() - r->covered_ms) / 1000.0;
 }
 
 int replica_usable(const struct replica *r)
@@ -154,7 +147,7 @@ int replica_usable(const struct replica *r)
 	struct db_pool_stats st;
 	db_pool_get_stats(r->pool, &st);
 	return st.connections_up > 0 &&
-	       now_ms() - r->covered_ms <= r->srv->cfg.db_replica_max_lag_ms;
+	       monotonic_ms() - r->covered_ms <= r->srv->cfg.db_replica_max_lag_ms;
 }
 
 struct db_pool *replica_read_pool(struct server *srv)

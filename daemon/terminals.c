@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "db.h"
 #include "db_params.h"
@@ -37,13 +38,6 @@ struct terminal_watch {
 };
 
 /* ---- connections and token buckets ----------------------------------------------- */
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static unsigned slot_of(const char *community, const char *terminal)
 {
@@ -80,7 +74,7 @@ struct terminal_state *terminals_attach(struct server *srv, const struct identit
 		snprintf(t->community, sizeof t->community, "%s", id->community_id);
 		snprintf(t->terminal, sizeof t->terminal, "%s", id->terminal_id);
 		t->tokens = srv->cfg.terminal_rate_burst;
-		t->refilled_ns = now_ns();
+		t->refilled_ns = monotonic_ns();
 		t->next = w->table[slot];
 		w->table[slot] = t;
 	}
@@ -101,7 +95,7 @@ void terminals_detach(struct server *srv, struct terminal_state *t)
 /* Frees the states of terminals without connections whose bucket is full. */
 static void evict_idle(struct terminal_watch *w)
 {
-	long long now = now_ns();
+	long long now = monotonic_ns();
 	for (unsigned i = 0; i < TABLE_SIZE; i++) {
 		struct terminal_state **p = &w->table[i];
 		while (*p) {
@@ -123,7 +117,7 @@ int terminals_admit(struct request *req)
 	struct terminal_state *t = req->conn->term;
 	if (!t || cfg->terminal_rate_per_s == 0)
 		return 1;
-	refill(t, cfg, now_ns());
+	refill(t, cfg, monotonic_ns());
 	if (t->tokens >= 1.0) {
 		t->tokens -= 1.0;
 		return 1;
