@@ -29,11 +29,9 @@ static void print_time(const char *label, int64_t t)
 /* Sends req; prints the terminal in the answer, and the token if one came. */
 static int call_terminal(struct ctl *ctl, Referral__Request *req, const char *verb)
 {
-	if (ctl->json)
-		return ctl_call(ctl, req, NULL);
 	Referral__Response *resp;
-	int rc = ctl_call(ctl, req, &resp);
-	if (rc != CTL_OK)
+	int rc = ctl_ask(ctl, req, &resp);
+	if (rc != CTL_OK || !resp)
 		return rc;
 	const Referral__TerminalInfo *t = resp->terminal;
 	printf("terminal %s %s: %s at %s%s%s\n", t->terminal_id, verb, wire_role_name(t->role),
@@ -110,11 +108,9 @@ static int terminal_list(struct ctl *ctl, int argc, char **argv)
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_LIST_TERMINALS;
 	req.list_terminals = &l;
-	if (ctl->json)
-		return ctl_call(ctl, &req, NULL);
 	Referral__Response *resp;
-	int rc = ctl_call(ctl, &req, &resp);
-	if (rc != CTL_OK)
+	int rc = ctl_ask(ctl, &req, &resp);
+	if (rc != CTL_OK || !resp)
 		return rc;
 	printf("%-24s %-24s %-8s %-16s %s\n", "TERMINAL", "INSTITUTION", "ROLE", "PRACTITIONER",
 	       "STATE");

@@ -412,10 +412,8 @@ static void print_policy(const Referral__DeductiblePolicy *p)
 static int call_policy(struct ctl *ctl, Referral__Request *req)
 {
 	Referral__Response *resp;
-	if (ctl->json)
-		return ctl_call(ctl, req, NULL);
-	int rc = ctl_call(ctl, req, &resp);
-	if (rc != CTL_OK)
+	int rc = ctl_ask(ctl, req, &resp);
+	if (rc != CTL_OK || !resp)
 		return rc;
 	print_policy(resp->deductible_policy);
 	referral__response__free_unpacked(resp, NULL);

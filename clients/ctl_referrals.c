@@ -390,11 +390,9 @@ int cmd_worklist(struct ctl *ctl, int argc, char **argv)
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_WORKLIST;
 	req.worklist = &w;
-	if (ctl->json)
-		return ctl_call(ctl, &req, NULL);
 	Referral__Response *resp;
-	rc = ctl_call(ctl, &req, &resp);
-	if (rc != CTL_OK)
+	rc = ctl_ask(ctl, &req, &resp);
+	if (rc != CTL_OK || !resp)
 		return rc;
 	print_worklist(resp->referrals);
 	referral__response__free_unpacked(resp, NULL);
@@ -520,11 +518,9 @@ int cmd_history(struct ctl *ctl, int argc, char **argv)
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_HISTORY;
 	req.history = &g;
-	if (ctl->json)
-		return ctl_call(ctl, &req, NULL);
 	Referral__Response *resp;
-	int rc = ctl_call(ctl, &req, &resp);
-	if (rc != CTL_OK)
+	int rc = ctl_ask(ctl, &req, &resp);
+	if (rc != CTL_OK || !resp)
 		return rc;
 	printf("%-19s %-15s %-28s %-40s %s\n", "TIME", "ACTION", "FROM -> TO",
 	       "WHO (TERMINAL/ROLE/INSTITUTION)", "REASON");

@@ -111,11 +111,9 @@ int cmd_sessions(struct ctl *ctl, int argc, char **argv)
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_SEARCH;
 	req.search = &s;
-	if (ctl->json)
-		return ctl_call(ctl, &req, NULL);
 	Referral__Response *resp;
-	int rc = ctl_call(ctl, &req, &resp);
-	if (rc != CTL_OK)
+	int rc = ctl_ask(ctl, &req, &resp);
+	if (rc != CTL_OK || !resp)
 		return rc;
 	const Referral__SessionList *l = resp->sessions;
 	printf("%-8s %-16s %-11s %-6s %-10s %-16s %5s %8s %6s\n", "SESSION", "INSTITUTION",
@@ -329,11 +327,9 @@ int cmd_bookings(struct ctl *ctl, int argc, char **argv)
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_LIST_BOOKINGS;
 	req.list_bookings = &l;
-	if (ctl->json)
-		return ctl_call(ctl, &req, NULL);
 	Referral__Response *resp;
-	int rc = ctl_call(ctl, &req, &resp);
-	if (rc != CTL_OK)
+	int rc = ctl_ask(ctl, &req, &resp);
+	if (rc != CTL_OK || !resp)
 		return rc;
 	const Referral__BookingList *bl = resp->bookings;
 	static const char *const pools[] = { "auto", "reserved", "public", "emergency" };

@@ -194,10 +194,8 @@ int cmd_stats(struct ctl *ctl, int argc, char **argv)
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_STATS;
 	req.stats = &s;
-	if (ctl->json)
-		return ctl_call(ctl, &req, NULL);
 	Referral__Response *resp;
-	if ((rc = ctl_call(ctl, &req, &resp)) != CTL_OK)
+	if ((rc = ctl_ask(ctl, &req, &resp)) != CTL_OK || !resp)
 		return rc;
 	print_stats(resp->stats);
 	referral__response__free_unpacked(resp, NULL);
@@ -269,10 +267,8 @@ int cmd_compliance(struct ctl *ctl, int argc, char **argv)
 	Referral__Request req = REFERRAL__REQUEST__INIT;
 	req.body_case = REFERRAL__REQUEST__BODY_COMPLIANCE;
 	req.compliance = &q;
-	if (ctl->json)
-		return ctl_call(ctl, &req, NULL);
 	Referral__Response *resp;
-	if ((rc = ctl_call(ctl, &req, &resp)) != CTL_OK)
+	if ((rc = ctl_ask(ctl, &req, &resp)) != CTL_OK || !resp)
 		return rc;
 	const Referral__ComplianceReply *c = resp->compliance;
 	print_window("compliance", c->community_id, c->since, c->until);

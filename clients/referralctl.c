@@ -148,6 +148,12 @@ int ctl_call(struct ctl *ctl, Referral__Request *req, Referral__Response **out)
 	return CTL_OK;
 }
 
+int ctl_ask(struct ctl *ctl, Referral__Request *req, Referral__Response **out)
+{
+	*out = NULL;
+	return ctl_call(ctl, req, ctl->json ? NULL : out);
+}
+
 /* ---- commands ------------------------------------------------------------ */
 
 static int cmd_ping(struct ctl *ctl, int argc, char **argv)

@@ -30,6 +30,10 @@ int ctl_connect(struct ctl *ctl);
  * code. When `out` is not NULL the response is handed over instead of being
  * printed on success. */
 int ctl_call(struct ctl *ctl, Referral__Request *req, Referral__Response **out);
+/* For commands that print the answer themselves unless --json: with --json
+ * the answer is printed here as JSON and *out is NULL; otherwise as
+ * ctl_call. The caller prints and frees a non-NULL *out. */
+int ctl_ask(struct ctl *ctl, Referral__Request *req, Referral__Response **out);
 /* Prints a typed error the way every command does. */
 void ctl_print_error(const struct ctl *ctl, const Referral__Error *err);
 
