@@ -12,6 +12,16 @@ def scrape(daemon):
     return families
 
 
+def value(families, name, **labels):
+    """The value of the sample called `name` with these labels, in whichever
+    family it is, or None when there is none."""
+    for f in families.values():
+        for s in f.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
 def sample(families, family, name=None, **labels):
     """The value of the one sample of `family` named `name` with these labels
     (0 when absent: counters that never moved are not exported)."""

@@ -11,9 +11,8 @@ would hold up other modules' referrals."""
 import time
 import unittest
 
-from prometheus_client.parser import text_string_to_metric_families
-
 import harness
+from metrics_support import scrape, value
 from harness import pb
 import slots_support as ss
 from slots_support import future
@@ -63,16 +62,9 @@ class FiguresLimitsTest(ss.SlotsTestCase):
             locker.run("ROLLBACK;")
         # 12 ran next; with the lock gone it answers.
         self.assertOk(mon.recv(timeout=10), "stats")
-        fams = {s.name: s.value for s in _samples(self.daemon)}
-        self.assertEqual(fams["referrald_figures_queue_length"], 0)
-        self.assertEqual(fams["referrald_figures_db_connections_up"], 1)
-
-
-def _samples(daemon):
-    status, _, body = daemon.http_get("/metrics")
-    assert status == 200, body
-    for family in text_string_to_metric_families(body):
-        yield from family.samples
+        fams = scrape(self.daemon)
+        self.assertEqual(value(fams, "referrald_figures_queue_length"), 0)
+        self.assertEqual(value(fams, "referrald_figures_db_connections_up"), 1)
 
 
 if __name__ == "__main__":

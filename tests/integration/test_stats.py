@@ -13,9 +13,8 @@ import json
 import time
 import unittest
 
-from prometheus_client.parser import text_string_to_metric_families
-
 import harness
+from metrics_support import scrape
 from harness import pb
 import referrals_support as rs
 import slots_support as ss
@@ -27,12 +26,6 @@ DAY = 86400
 
 def stats_request(**fields):
     return pb.Request(stats=pb.StatsRequest(**fields))
-
-
-def scrape(daemon):
-    status, _, body = daemon.http_get("/metrics")
-    assert status == 200, (status, body)
-    return {f.name: f for f in text_string_to_metric_families(body)}
 
 
 def gauge(families, family, **labels):

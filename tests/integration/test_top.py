@@ -17,9 +17,8 @@ import threading
 import time
 import unittest
 
-from prometheus_client.parser import text_string_to_metric_families
-
 import harness
+from metrics_support import scrape, value
 from harness import pb
 
 E = pb.ErrorCode
@@ -49,12 +48,10 @@ class LiveCountersTest(harness.DaemonTestCase):
         resp = mon.call(live_request())
         self.assertOk(resp, "live")
         live = resp.live
-        _, _, body = self.daemon.http_get("/metrics")
-        samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
+        fams = scrape(self.daemon)
 
         def metric(name, **labels):
-            return next(s.value for s in samples
-                        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+            return value(fams, name, **labels)
 
         ping = next(t for t in live.requests if t.type == "ping")
         self.assertGreaterEqual(ping.count, 3)
