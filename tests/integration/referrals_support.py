@@ -386,7 +386,7 @@ class EventStream:
 
 # ---- the test base -------------------------------------------------------------------
 
-class ReferralsTestCase(ss.SlotAssertions, harness.IntegrationCase):
+class ReferralsTestCase(ss.SlotsTestCase):
     """A ReferralCommunity and one daemon per test class, on the shared
     cluster (or, with private_database, on a database of the class's own).
 
@@ -394,45 +394,9 @@ class ReferralsTestCase(ss.SlotAssertions, harness.IntegrationCase):
     own_community gives a class one of its own, for checks over the whole
     community (worklists of monitors, events)."""
 
-    daemon_settings = {}
-    community_options = {}
     community_class = ReferralCommunity   # or a subclass that adds to it
-    private_database = False
-    own_community = False
-    _communities = {}
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = harness.Postgres.shared()
-        cls.dbname = "referral"
-        if cls.private_database:
-            cls.dbname = cls.pg.create_database("referrals")
-            cls.addClassCleanup(cls.pg.drop_database, cls.dbname)
-        module = harness.module_label(cls)
-        if cls.own_community or cls.private_database:
-            cls.community = cls.community_class(cls.pg, f"{module}-{cls.__name__}".lower(),
-                                                dbname=cls.dbname, **cls.community_options)
-            cls.addClassCleanup(cls.community.close)
-        else:
-            key = (module, cls.pg.env_file, tuple(sorted(cls.community_options.items())))
-            if key not in ReferralsTestCase._communities:
-                ReferralsTestCase._communities[key] = cls.community_class(
-                    cls.pg, module, dbname=cls.dbname, **cls.community_options)
-            cls.community = ReferralsTestCase._communities[key]
-        cls.daemon = ss.start_daemon(cls.pg, cls.dbname, cls.daemon_settings,
-                                     name=harness.module_label(cls))
-        cls.addClassCleanup(cls.daemon.stop)
-
-    # -- connections
-    def connect(self, daemon=None):
-        c = ReferralClient((daemon or self.daemon).port)
-        self.addCleanup(c.close)
-        return c
-
-    def authed(self, name, daemon=None):
-        c = self.connect(daemon)
-        self.assertOk(c.hello(self.community[name]), "hello")
-        return c
+    client_class = ReferralClient
+    database_prefix = "referrals"
 
     def stream(self, name, after_seq=None, daemon=None):
         """A subscribed connection; after_seq defaults to the community's

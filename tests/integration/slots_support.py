@@ -159,6 +159,9 @@ COMMIT;
     def psql(self, sql):
         return self.pg.psql(sql, dbname=self.dbname)
 
+    def close(self):
+        """Nothing held open here (subclasses may keep a session)."""
+
     def patients(self, n, family_doctor="fd-a"):
         """Creates n patients; returns their ids (strings)."""
         c = sql_literal(self.community_id)
@@ -384,10 +387,14 @@ class SlotsTestCase(SlotAssertions, harness.IntegrationCase):
 
     Classes of a module with the same community_options share a community
     (tests create their own patients and sessions); own_community gives a
-    class one of its own, for checks over the whole community."""
+    class one of its own, for checks over the whole community. Subclasses
+    name their own community_class, client_class and database_prefix."""
 
     daemon_settings = {}
     community_options = {}
+    community_class = SlotCommunity
+    client_class = SlotClient
+    database_prefix = "slots"
     private_database = False
     own_community = False
     _communities = {}
@@ -397,16 +404,18 @@ class SlotsTestCase(SlotAssertions, harness.IntegrationCase):
         cls.pg = harness.Postgres.shared()
         cls.dbname = "referral"
         if cls.private_database:
-            cls.dbname = cls.pg.create_database("slots")
+            cls.dbname = cls.pg.create_database(cls.database_prefix)
             cls.addClassCleanup(cls.pg.drop_database, cls.dbname)
         module = harness.module_label(cls)
         if cls.own_community or cls.private_database:
-            cls.community = SlotCommunity(cls.pg, f"{module}-{cls.__name__}".lower(),
-                                          dbname=cls.dbname, **cls.community_options)
+            cls.community = cls.community_class(cls.pg, f"{module}-{cls.__name__}".lower(),
+                                                dbname=cls.dbname, **cls.community_options)
+            cls.addClassCleanup(cls.community.close)
         else:
-            key = (module, cls.pg.env_file, tuple(sorted(cls.community_options.items())))
+            key = (cls.community_class, module, cls.pg.env_file,
+                   tuple(sorted(cls.community_options.items())))
             if key not in SlotsTestCase._communities:
-                SlotsTestCase._communities[key] = SlotCommunity(
+                SlotsTestCase._communities[key] = cls.community_class(
                     cls.pg, module, dbname=cls.dbname, **cls.community_options)
             cls.community = SlotsTestCase._communities[key]
         cls.daemon = start_daemon(cls.pg, cls.dbname, cls.daemon_settings,
@@ -414,7 +423,7 @@ class SlotsTestCase(SlotAssertions, harness.IntegrationCase):
         cls.addClassCleanup(cls.daemon.stop)
 
     def connect(self, daemon=None):
-        c = SlotClient((daemon or self.daemon).port)
+        c = self.client_class((daemon or self.daemon).port)
         self.addCleanup(c.close)
         return c
 
