@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""book_batch() (sql/006_group_commit.sql) decides exactly as book_slot().
+"""book_batch() (sql/006_group_commit.sql, sql/008_booking_path.sql) decides exactly as book_slot().
 
 The daemon hands the Book requests that arrive together to book_batch(), one
 transaction for all of them. Its promise: every request gets the answer that
