@@ -82,9 +82,9 @@ BEGIN
                    md5(concat_ws('|', u.sess, u.patient, u.pool, u.fallback, NULL::uuid)) AS hash,
                    row_number() OVER (PARTITION BY u.term, u.key ORDER BY u.ord) = 1
                    AND row_number() OVER (PARTITION BY u.patient ORDER BY u.ord) = 1
-                   AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
-                                    WHERE k.community_id = p_community AND k.terminal_id = u.term
-                                      AND k.idem_key = u.key) AS simple
+                   AND (SELECT true FROM idempotency_keys k
+                         WHERE k.community_id = p_community AND k.terminal_id = u.term
+                           AND k.idem_key = u.key) IS NULL AS simple
               FROM unnest(p_terminals, p_keys, p_patients, p_sessions, p_pools, p_fallbacks)
                    WITH ORDINALITY AS u(term, key, patient, sess, pool, fallback, ord)) it;
     si := coalesce(si, '{}'); s_hash := coalesce(s_hash, '{}'); tail := coalesce(tail, '{}');
@@ -115,10 +115,17 @@ BEGIN
 
     -- What each simple request needs to know, read in one statement: the
     -- overlap is looked up with the session's kind and period read above.
+    --
+    -- Existence is asked with scalar subqueries, here and for the keys
+    -- above, never with EXISTS: PostgreSQL may turn an EXISTS into a hashed
+    -- subplan that reads every row of the community once per call, and
+    -- plpgsql keeps the plan it chose while the table was small for as long
+    -- as the connection lives. A scalar subquery is always one index lookup
+    -- per request.
     SELECT array_agg(array_position(s_id, p_sessions[q.i]) ORDER BY q.ord)
       INTO s_pos FROM unnest(si) WITH ORDINALITY AS q(i, ord);
-    SELECT array_agg(EXISTS (SELECT 1 FROM patients pt WHERE pt.community_id = p_community
-                               AND pt.patient_id = p_patients[q.i]) ORDER BY q.ord),
+    SELECT array_agg((SELECT true FROM patients pt WHERE pt.community_id = p_community
+                        AND pt.patient_id = p_patients[q.i]) IS NOT NULL ORDER BY q.ord),
            array_agg(CASE WHEN q.sp IS NOT NULL THEN
                          (SELECT b.booking_id FROM bookings b
                            WHERE b.community_id = p_community AND b.patient_id = p_patients[q.i]
