@@ -21,17 +21,25 @@ enum batch_column {
 	COL_PATIENT, COL_POOL, COL_FALLBACK, COL_KEY, N_COLUMNS
 };
 
+struct batch;
+
 struct book_batcher {
 	struct server *srv;
 	/* Waiting requests: a ring of `cap` slots, `n` used from `head`. */
 	struct request **ring;
 	unsigned cap, head, n;
 	unsigned in_flight;               /* batches in the database */
+	struct batch *running;            /* those batches, linked */
 	struct evbuffer *arrays[N_COLUMNS]; /* reused for every batch */
 };
 
 struct batch {
 	struct book_batcher *b;
+	struct batch *prev, *next;        /* in b->running while in the database */
+	/* The distinct sessions of the batch, sorted: a request for one of them
+	 * waits for the next batch (see session_running). */
+	int64_t *sessions;
+	unsigned n_sessions;
 	unsigned n;
 	struct request *reqs[];
 };
@@ -69,6 +77,10 @@ void book_batcher_free(struct book_batcher *b)
 		b->n--;
 		request_fail(req, REFERRAL__ERROR_CODE__UNAVAILABLE, NULL, "server shutting down");
 	}
+	/* The running batches are answered later, by the pool: they must not
+	 * come back to this batcher then. */
+	for (struct batch *r = b->running; r; r = r->next)
+		r->b = NULL;
 	for (int i = 0; i < N_COLUMNS; i++)
 		if (b->arrays[i])
 			evbuffer_free(b->arrays[i]);
@@ -128,7 +140,73 @@ static const char *array_finish(struct evbuffer *buf)
 
 static void batch_free(struct batch *batch)
 {
+	free(batch->sessions);
 	free(batch);
+}
+
+/* ---- sessions of the running batches ------------------------------------------ */
+
+/* Two running batches never share a session. They would anyway take turns
+ * on its row lock, and the later one would hold a connection, and the
+ * sessions it had already locked, while it waited for the earlier one's
+ * commit; requests for a session that is in a running batch wait here
+ * instead, and go together in the next batch. */
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int64_t request_session(const struct request *req)
+{
+	return req->msg->book->session_id;
+}
+
+static int session_running(const struct book_batcher *b, int64_t session)
+{
+	for (const struct batch *r = b->running; r; r = r->next)
+		if (bsearch(&session, r->sessions, r->n_sessions, sizeof session, cmp_i64))
+			return 1;
+	return 0;
+}
+
+/* Fills batch->sessions; -1 when out of memory. */
+static int batch_note_sessions(struct batch *batch)
+{
+	batch->sessions = malloc(batch->n * sizeof *batch->sessions);
+	if (!batch->sessions)
+		return -1;
+	for (unsigned i = 0; i < batch->n; i++)
+		batch->sessions[i] = request_session(batch->reqs[i]);
+	qsort(batch->sessions, batch->n, sizeof *batch->sessions, cmp_i64);
+	unsigned distinct = 0;
+	for (unsigned i = 0; i < batch->n; i++)
+		if (distinct == 0 || batch->sessions[distinct - 1] != batch->sessions[i])
+			batch->sessions[distinct++] = batch->sessions[i];
+	batch->n_sessions = distinct;
+	return 0;
+}
+
+static void running_add(struct book_batcher *b, struct batch *batch)
+{
+	batch->prev = NULL;
+	batch->next = b->running;
+	if (b->running)
+		b->running->prev = batch;
+	b->running = batch;
+	b->in_flight++;
+}
+
+static void running_remove(struct book_batcher *b, struct batch *batch)
+{
+	if (batch->prev)
+		batch->prev->next = batch->next;
+	else
+		b->running = batch->next;
+	if (batch->next)
+		batch->next->prev = batch->prev;
+	b->in_flight--;
 }
 
 /* The whole batch was refused by the database: each request goes on its own,
@@ -146,8 +224,9 @@ static void batch_done(void *arg, const struct db_result *r)
 {
 	struct batch *batch = arg;
 	struct book_batcher *b = batch->b;
-	b->in_flight--;
-	if (r->outcome == DB_FAILED) {
+	if (b)
+		running_remove(b, batch);
+	if (r->outcome == DB_FAILED && b) {
 		batch_retry_singly(batch, r);
 	} else if (r->outcome != DB_OK) {
 		for (unsigned i = 0; i < batch->n; i++)
@@ -168,30 +247,44 @@ static void batch_done(void *arg, const struct db_result *r)
 	}
 	batch_free(batch);
 	/* The requests that waited behind this batch go now. */
-	book_batcher_flush(b);
+	if (b)
+		book_batcher_flush(b);
 }
 
 /* ---- forming and sending batches --------------------------------------------- */
 
-/* Moves up to max waiting requests of the first one's community into a
- * batch, keeping the others in order. */
+/* Moves up to max waiting requests into a batch: those of the community of
+ * the first that may go (its session is not in a running batch), keeping the
+ * others in order. The batch may be empty: everything that waits is for
+ * sessions in running batches. NULL when out of memory. */
 static struct batch *batch_take(struct book_batcher *b, unsigned max)
 {
-	struct batch *batch = malloc(sizeof *batch + (max < b->n ? max : b->n) * sizeof(struct request *));
+	struct batch *batch = calloc(1, sizeof *batch + (max < b->n ? max : b->n) * sizeof(struct request *));
 	if (!batch)
 		return NULL;
 	batch->b = b;
-	batch->n = 0;
-	const char *community = request_identity(ring_at(b, 0))->community_id;
+	const char *community = NULL;
 	unsigned kept = 0, n = b->n;
 	for (unsigned i = 0; i < n; i++) {
 		struct request *req = ring_at(b, i);
-		if (batch->n < max && strcmp(request_identity(req)->community_id, community) == 0)
+		const char *c = request_identity(req)->community_id;
+		int take = batch->n < max && (!community || strcmp(c, community) == 0) &&
+			   !session_running(b, request_session(req));
+		if (take) {
+			community = c;
 			batch->reqs[batch->n++] = req;
-		else
+		} else {
 			b->ring[(b->head + kept++) % b->cap] = req;
+		}
 	}
 	b->n = kept;
+	if (batch->n && batch_note_sessions(batch) < 0) {
+		/* Put them back at the end; the caller answers the first waiting. */
+		for (unsigned i = 0; i < batch->n; i++)
+			b->ring[(b->head + b->n++) % b->cap] = batch->reqs[i];
+		batch_free(batch);
+		return NULL;
+	}
 	return batch;
 }
 
@@ -235,7 +328,7 @@ static void batch_send(struct book_batcher *b, struct batch *batch)
 		batch_free(batch);
 		return;
 	}
-	b->in_flight++;
+	running_add(b, batch);
 }
 
 void book_batcher_flush(struct book_batcher *b)
@@ -252,6 +345,12 @@ void book_batcher_flush(struct book_batcher *b)
 			b->n--;
 			request_fail(req, REFERRAL__ERROR_CODE__OVERLOADED, NULL, "out of memory");
 			continue;
+		}
+		if (batch->n == 0) {
+			/* All that waits is for sessions being booked: the next
+			 * batch_done() sends it. */
+			batch_free(batch);
+			break;
 		}
 		batch_send(b, batch);
 	}
