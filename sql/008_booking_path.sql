@@ -10,14 +10,21 @@
 --    the constraint (with =), so it still holds per community and still
 --    suits a distributed table (docs/scaling.md).
 --
--- 2. book_batch() writes each idempotency key once, with its outcome,
---    instead of claiming it first and storing the outcome afterwards.
+-- 2. bookings_booker goes: no statement uses it (listing a clinic's
+--    bookings filters on the booker or the session's institution, which
+--    one index on bookings cannot serve), and every booking paid for it.
+--
+-- 3. book_batch() writes each idempotency key once, with its outcome,
+--    instead of claiming it first and storing the outcome afterwards, and
+--    reads what needs no lock before it locks the sessions.
 
 ALTER TABLE bookings
     DROP CONSTRAINT bookings_community_id_patient_id_kind_period_excl,
     ADD CONSTRAINT bookings_no_overlap
         EXCLUDE USING gist (patient_id WITH =, kind WITH =, period WITH &&, community_id WITH =)
         WHERE (status = 'booked');
+
+DROP INDEX bookings_booker;
 
 -- The arguments and the answers are 006's; how the keys are written is new.
 --
@@ -91,30 +98,30 @@ BEGIN
 
     SELECT * INTO c FROM communities WHERE community_id = p_community;
 
-    -- Lock the batch's sessions, in session_id order, and read them.
-    --
-    -- Patients are not locked, unlike in book_slot: two transactions booking
-    -- one patient into overlapping sessions at the same moment meet the
-    -- exclusion constraint on bookings, which refuses the later one; this
-    -- batch then fails as a whole and the daemon books its requests one by
-    -- one through book_slot, which locks the patient and names the booking
-    -- in the way. That race is rare; a row lock per patient, written to the
-    -- WAL, would be paid by every booking.
+    -- First what can be read without a lock, so that the sessions are held
+    -- for as short a time as possible: a popular session's batches follow
+    -- one another, each waiting for the one before to commit, and what a
+    -- batch does while it holds the session is what limits how fast that
+    -- session fills. A session's kind and times never change, and neither
+    -- sessions nor patients are ever deleted.
     SELECT array_agg(x.session_id ORDER BY x.session_id), array_agg(x.kind ORDER BY x.session_id),
-           array_agg(x.starts_at ORDER BY x.session_id), array_agg(x.ends_at ORDER BY x.session_id),
-           array_agg(x.status = 'open' ORDER BY x.session_id),
-           array_agg(x.capacity ORDER BY x.session_id),
-           array_agg(x.reserved_capacity ORDER BY x.session_id),
-           array_agg(x.reserved_booked ORDER BY x.session_id),
-           array_agg(x.public_booked ORDER BY x.session_id)
-      INTO s_id, s_kind, s_starts, s_ends, s_open, s_cap, s_rcap, s_rb, s_pb
-      FROM (SELECT * FROM sessions y
-             WHERE y.community_id = p_community AND y.session_id = ANY (p_sessions)
-             ORDER BY y.session_id FOR UPDATE) x;
+           array_agg(x.starts_at ORDER BY x.session_id), array_agg(x.ends_at ORDER BY x.session_id)
+      INTO s_id, s_kind, s_starts, s_ends
+      FROM sessions x
+     WHERE x.community_id = p_community AND x.session_id = ANY (p_sessions);
     s_id := coalesce(s_id, '{}');
+    SELECT array_agg(array_position(s_id, p_sessions[q.i]) ORDER BY q.ord)
+      INTO s_pos FROM unnest(si) WITH ORDINALITY AS q(i, ord);
 
-    -- What each simple request needs to know, read in one statement: the
-    -- overlap is looked up with the session's kind and period read above.
+    -- What each simple request needs to know about its patient, read in one
+    -- statement: whether it exists, and a live booking of it that overlaps
+    -- the session. Patients are not locked, unlike in book_slot: two
+    -- transactions booking one patient into overlapping sessions at the same
+    -- moment meet the exclusion constraint on bookings, which refuses the
+    -- later one; this batch then fails as a whole and the daemon books its
+    -- requests one by one through book_slot, which locks the patient and
+    -- names the booking in the way. That race is rare; a row lock per
+    -- patient, written to the WAL, would be paid by every booking.
     --
     -- Existence is asked with scalar subqueries, here and for the keys
     -- above, never with EXISTS: PostgreSQL may turn an EXISTS into a hashed
@@ -122,8 +129,6 @@ BEGIN
     -- plpgsql keeps the plan it chose while the table was small for as long
     -- as the connection lives. A scalar subquery is always one index lookup
     -- per request.
-    SELECT array_agg(array_position(s_id, p_sessions[q.i]) ORDER BY q.ord)
-      INTO s_pos FROM unnest(si) WITH ORDINALITY AS q(i, ord);
     SELECT array_agg((SELECT true FROM patients pt WHERE pt.community_id = p_community
                         AND pt.patient_id = p_patients[q.i]) IS NOT NULL ORDER BY q.ord),
            array_agg(CASE WHEN q.sp IS NOT NULL THEN
@@ -135,6 +140,21 @@ BEGIN
                      END ORDER BY q.ord)
       INTO known, other
       FROM unnest(si, s_pos) WITH ORDINALITY AS q(i, sp, ord);
+
+    -- Now lock the sessions, in session_id order, and read what may change:
+    -- the status and the counters (the latest committed, after any wait).
+    SELECT array_agg(x.status = 'open' ORDER BY x.session_id),
+           array_agg(x.capacity ORDER BY x.session_id),
+           array_agg(x.reserved_capacity ORDER BY x.session_id),
+           array_agg(x.reserved_booked ORDER BY x.session_id),
+           array_agg(x.public_booked ORDER BY x.session_id)
+      INTO s_open, s_cap, s_rcap, s_rb, s_pb
+      FROM (SELECT * FROM sessions y
+             WHERE y.community_id = p_community AND y.session_id = ANY (s_id)
+             ORDER BY y.session_id FOR UPDATE) x;
+    IF coalesce(cardinality(s_open), 0) <> cardinality(s_id) THEN
+        RAISE EXCEPTION 'book_batch: sessions changed under the batch' USING ERRCODE = 'XX000';
+    END IF;
 
     -- Decide, in batch order, with book_slot's rules and words.
     FOR j IN 1 .. cardinality(si) LOOP
