@@ -224,8 +224,12 @@ static void batch_done(void *arg, const struct db_result *r)
 {
 	struct batch *batch = arg;
 	struct book_batcher *b = batch->b;
-	if (b)
+	if (b) {
 		running_remove(b, batch);
+		/* The requests that waited behind this batch go first, so that
+		 * the database works on them while these answers are written. */
+		book_batcher_flush(b);
+	}
 	if (r->outcome == DB_FAILED && b) {
 		batch_retry_singly(batch, r);
 	} else if (r->outcome != DB_OK) {
@@ -246,9 +250,6 @@ static void batch_done(void *arg, const struct db_result *r)
 					     "booking batch gave no answer for this request");
 	}
 	batch_free(batch);
-	/* The requests that waited behind this batch go now. */
-	if (b)
-		book_batcher_flush(b);
 }
 
 /* ---- forming and sending batches --------------------------------------------- */
