@@ -23,10 +23,16 @@ enum batch_column {
 
 struct batch;
 
+/* A request waiting for a batch. */
+struct waiting {
+	struct request *req;
+	int held;  /* passed over before, its session being in a running batch */
+};
+
 struct book_batcher {
 	struct server *srv;
 	/* Waiting requests: a ring of `cap` slots, `n` used from `head`. */
-	struct request **ring;
+	struct waiting *ring;
 	unsigned cap, head, n;
 	unsigned in_flight;               /* batches in the database */
 	struct batch *running;            /* those batches, linked */
@@ -44,9 +50,9 @@ struct batch {
 	struct request *reqs[];
 };
 
-static struct request *ring_at(const struct book_batcher *b, unsigned i)
+static struct waiting *ring_at(const struct book_batcher *b, unsigned i)
 {
-	return b->ring[(b->head + i) % b->cap];
+	return &b->ring[(b->head + i) % b->cap];
 }
 
 struct book_batcher *book_batcher_new(struct server *srv)
@@ -72,7 +78,7 @@ void book_batcher_free(struct book_batcher *b)
 	if (!b)
 		return;
 	while (b->n) {
-		struct request *req = ring_at(b, 0);
+		struct request *req = ring_at(b, 0)->req;
 		b->head = (b->head + 1) % b->cap;
 		b->n--;
 		request_fail(req, REFERRAL__ERROR_CODE__UNAVAILABLE, NULL, "server shutting down");
@@ -96,17 +102,17 @@ unsigned book_batcher_waiting(const struct book_batcher *b)
 static int ring_push(struct book_batcher *b, struct request *req)
 {
 	if (b->n == b->cap) {
-		struct request **bigger = calloc(b->cap * 2, sizeof *bigger);
+		struct waiting *bigger = calloc(b->cap * 2, sizeof *bigger);
 		if (!bigger)
 			return -1;
 		for (unsigned i = 0; i < b->n; i++)
-			bigger[i] = ring_at(b, i);
+			bigger[i] = *ring_at(b, i);
 		free(b->ring);
 		b->ring = bigger;
 		b->head = 0;
 		b->cap *= 2;
 	}
-	b->ring[(b->head + b->n) % b->cap] = req;
+	b->ring[(b->head + b->n) % b->cap] = (struct waiting){ req, 0 };
 	b->n++;
 	return 0;
 }
@@ -267,22 +273,26 @@ static struct batch *batch_take(struct book_batcher *b, unsigned max)
 	const char *community = NULL;
 	unsigned kept = 0, n = b->n;
 	for (unsigned i = 0; i < n; i++) {
-		struct request *req = ring_at(b, i);
-		const char *c = request_identity(req)->community_id;
-		int take = batch->n < max && (!community || strcmp(c, community) == 0) &&
-			   !session_running(b, request_session(req));
-		if (take) {
+		struct waiting w = *ring_at(b, i);
+		const char *c = request_identity(w.req)->community_id;
+		int may = batch->n < max && (!community || strcmp(c, community) == 0);
+		int running = may && session_running(b, request_session(w.req));
+		if (may && !running) {
 			community = c;
-			batch->reqs[batch->n++] = req;
-		} else {
-			b->ring[(b->head + kept++) % b->cap] = req;
+			batch->reqs[batch->n++] = w.req;
+			continue;
 		}
+		if (running && !w.held) {
+			w.held = 1;
+			b->srv->stats.book_batch_held++;
+		}
+		b->ring[(b->head + kept++) % b->cap] = w;
 	}
 	b->n = kept;
 	if (batch->n && batch_note_sessions(batch) < 0) {
 		/* Put them back at the end; the caller answers the first waiting. */
 		for (unsigned i = 0; i < batch->n; i++)
-			b->ring[(b->head + b->n++) % b->cap] = batch->reqs[i];
+			b->ring[(b->head + b->n++) % b->cap] = (struct waiting){ batch->reqs[i], 0 };
 		batch_free(batch);
 		return NULL;
 	}
@@ -341,7 +351,7 @@ void book_batcher_flush(struct book_batcher *b)
 		struct batch *batch = batch_take(b, max);
 		if (!batch) {
 			/* Out of memory: answer rather than hold requests forever. */
-			struct request *req = ring_at(b, 0);
+			struct request *req = ring_at(b, 0)->req;
 			b->head = (b->head + 1) % b->cap;
 			b->n--;
 			request_fail(req, REFERRAL__ERROR_CODE__OVERLOADED, NULL, "out of memory");

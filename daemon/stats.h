@@ -26,6 +26,7 @@
 	X(book_batches, "booking batches sent to the database (group commit)") \
 	X(book_batch_items, "Book requests sent in booking batches")           \
 	X(book_batch_fallbacks, "booking batches refused as a whole and retried one by one") \
+	X(book_batch_held, "Book requests that waited for the next batch because their session was in a running one") \
 	X(replica_reads, "read-only requests sent to the replica")             \
 	X(replica_fallbacks, "read-only requests sent to the primary because the replica was behind or down")
 

@@ -6,7 +6,9 @@ answered on its own with the right outcome: a burst of bookings over a few
 small sessions is decided in far fewer transactions than requests, with
 exactly capacity bookings per session and the tables agreeing with the
 answers. A batch the database refuses as a whole is retried request by
-request, and the answers are the same as if nothing had happened."""
+request, and the answers are the same as if nothing had happened. Two
+running batches never share a session: a burst on one popular session
+makes requests wait for the next batch, and the answers are still right."""
 
 import collections
 import unittest
@@ -26,16 +28,14 @@ BOOKERS = ("clinic", "clinic-b", "desk", "admin")
 def batch_counters(daemon):
     fams = scrape(daemon)
     return {name: sample(fams, f"referrald_{name}", f"referrald_{name}_total")
-            for name in ("book_batches", "book_batch_items", "book_batch_fallbacks")}
+            for name in ("book_batches", "book_batch_items", "book_batch_fallbacks",
+                         "book_batch_held")}
 
 
-class GroupCommitTest(ss.SlotsTestCase):
+class BurstCase(ss.SlotsTestCase):
+    """A burst of CONNECTIONS bookings at once over `sessions` sessions."""
     private_database = True
-    # One batch at a time: whatever arrives while it runs forms the next.
-    daemon_settings = {"booking_batches_in_flight": "1", "db_pool_size": "4",
-                       "db_queue_timeout_ms": "60000",
-                       "handshake_timeout_ms": "120000", "max_connections": "1000",
-                       "log_level": "info"}
+    sessions = SESSIONS
 
     @classmethod
     def setUpClass(cls):
@@ -46,7 +46,7 @@ class GroupCommitTest(ss.SlotsTestCase):
         desk = self.authed("desk")
         start = ss.future(days=4)
         ids = []
-        for i in range(SESSIONS):
+        for i in range(self.sessions):
             resp = desk.publish(capacity=CAPACITY, reserved_slots=RESERVED,
                                 start=start + i * 4 * ss.HOUR)
             self.assertOk(resp, "publish")
@@ -62,7 +62,8 @@ class GroupCommitTest(ss.SlotsTestCase):
         self.addCleanup(swarm.close)
         swarm.hello_all()
         patients = self.community.patients(CONNECTIONS)
-        requests = [ss.book_request(sessions[i % SESSIONS], p, fallback=True, request_id=100 + i)
+        requests = [ss.book_request(sessions[i % self.sessions], p, fallback=True,
+                                    request_id=100 + i)
                     for i, p in enumerate(patients)]
         return sessions, requests, swarm.exchange(requests)
 
@@ -83,13 +84,21 @@ class GroupCommitTest(ss.SlotsTestCase):
             self.assertEqual((b.session_id, b.patient_id, b.status, b.replayed),
                              (req.book.session_id, req.book.patient_id, "booked", False))
             booked[b.session_id][b.booking_id] = pb.Pool.Name(b.pool)[5:].lower()
-        self.assertEqual(full, CONNECTIONS - SESSIONS * CAPACITY)
+        self.assertEqual(full, CONNECTIONS - self.sessions * CAPACITY)
         for s in sessions:
             self.assertEqual(len(booked[s]), CAPACITY, f"session {s}")
             rows = self.community.bookings(s)
             self.assertEqual({bid: pool for bid, (pool, _) in rows.items()}, booked[s],
                              "the tables hold exactly the acknowledged bookings")
         self.assertEqual(self.community.invariant_violations(), [])
+
+
+class GroupCommitTest(BurstCase):
+    # One batch at a time: whatever arrives while it runs forms the next.
+    daemon_settings = {"booking_batches_in_flight": "1", "db_pool_size": "4",
+                       "db_queue_timeout_ms": "60000",
+                       "handshake_timeout_ms": "120000", "max_connections": "1000",
+                       "log_level": "info"}
 
     def test_a_burst_is_committed_in_few_transactions(self):
         before = batch_counters(self.daemon)
@@ -128,6 +137,27 @@ DROP TRIGGER refuse_bulk_booking ON bookings; DROP FUNCTION refuse_bulk_booking(
         self.assertGreater(after["book_batch_fallbacks"], before["book_batch_fallbacks"],
                            "at least one batch was refused and retried")
         self.assertIn("booking one by one", self.daemon.log())
+
+
+class PopularSessionTest(BurstCase):
+    """Every request for one session, four batches allowed at once: the
+    session is in one running batch at a time, the others wait for the next
+    (counted), and the answers and tables are as for one batch at a time."""
+    sessions = 1
+    daemon_settings = {"booking_batches_in_flight": "4", "db_pool_size": "6",
+                       "db_queue_timeout_ms": "60000",
+                       "handshake_timeout_ms": "120000", "max_connections": "1000"}
+
+    def test_requests_for_a_session_in_a_running_batch_wait_for_the_next(self):
+        before = batch_counters(self.daemon)
+        sessions, requests, answers = self.burst()
+        after = batch_counters(self.daemon)
+        self.check_answers(sessions, requests, answers)
+        self.assertEqual(after["book_batch_items"] - before["book_batch_items"], CONNECTIONS)
+        held = after["book_batch_held"] - before["book_batch_held"]
+        self.assertGreater(held, 0, "requests arriving during a batch of their session waited")
+        self.assertLessEqual(held, CONNECTIONS, "each waiting request is counted once")
+        self.assertEqual(after["book_batch_fallbacks"], before["book_batch_fallbacks"])
 
 
 if __name__ == "__main__":
