@@ -27,6 +27,7 @@
 
 #include <event2/event.h>
 
+#include "book_batch.h"
 #include "config.h"
 #include "conn.h"
 #include "db.h"
@@ -89,7 +90,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		.schema_version = srv.schema_version,
 	};
 	srv.db = db_pool_new(srv.base, &ps);
-	if (!srv.base || !srv.workers || !srv.events || !srv.terminal_watch || !srv.db)
+	/* As main.c: every Book without a referral goes through the batcher. */
+	srv.book_batcher = book_batcher_new(&srv);
+	if (!srv.base || !srv.workers || !srv.events || !srv.terminal_watch || !srv.db ||
+	    !srv.book_batcher)
 		abort();
 	/* Until the pool has failed once it queues statements; after that it
 	 * refuses them at once, which is what the target relies on. */
