@@ -27,7 +27,7 @@
 #
 # Environment (defaults in brackets):
 #   BUILD [build]  BENCH_CLIENTS ["1 4 16 32"]  BENCH_RATE [2000]
-#   BENCH_CONNECTIONS [64]  BENCH_DEPTH [4]  BENCH_DB_POOL [16]
+#   BENCH_CONNECTIONS [64]  BENCH_DEPTHS ["4 16"]  BENCH_DEPTH [4]  BENCH_DB_POOL [16]
 #   BENCH_SPREAD_SESSIONS [10000]  BENCH_SPREAD_CAPACITY [2000]
 #   BENCH_HOT_SESSIONS [1000]  BENCH_HOT_CAPACITY [500]  BENCH_PATIENTS [1000000]
 #   BENCH_IDLE [10000]  BENCH_IDLE_RATE [200]
@@ -60,6 +60,9 @@ CLIENTS=${BENCH_CLIENTS:-1 4 16 32}
 RATE=${BENCH_RATE:-2000}
 CONNS=${BENCH_CONNECTIONS:-64}
 DEPTH=${BENCH_DEPTH:-4}
+# The closed-loop phases run at each of these depths, and the best counts,
+# as pgbench's best of BENCH_CLIENTS client counts does.
+DEPTHS=${BENCH_DEPTHS:-4 16}
 DB_POOL=${BENCH_DB_POOL:-16}
 SPREAD_SESSIONS=${BENCH_SPREAD_SESSIONS:-10000}
 SPREAD_CAPACITY=${BENCH_SPREAD_CAPACITY:-2000}
@@ -149,7 +152,7 @@ mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.starts
 pg = subprocess.run(["$PGCLUSTER_BIN/postgres", "--version"], capture_output=True, text=True).stdout.strip()
 json.dump({"cpu": cpu, "cpus": os.cpu_count(), "loadavg_at_start": open("/proc/loadavg").read().split()[0], "mem_mib": mem, "kernel": platform.release(),
            "postgres": pg, "duration_s": $DURATION, "rate": $RATE, "connections": $CONNS,
-           "depth": $DEPTH, "db_pool_size": $DB_POOL, "spread_sessions": $SPREAD_SESSIONS,
+           "depth": $DEPTH, "depths": "$DEPTHS", "db_pool_size": $DB_POOL, "spread_sessions": $SPREAD_SESSIONS,
            "spread_capacity": $SPREAD_CAPACITY, "hot_sessions": $HOT_SESSIONS,
            "hot_capacity": $HOT_CAPACITY, "idle": $IDLE, "idle_rate": $IDLE_RATE,
            "pgbench_clients": "$CLIENTS", "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
@@ -300,20 +303,24 @@ profile_spread() {
     log "perf profile: $OUT/perf.by-process.txt, perf.referrald.txt, perf.postgres*.txt, perf.waits.txt"
 }
 
-log "referrald: db_pool_size $DB_POOL; referral-bench: $CONNS connections x depth $DEPTH"
+log "referrald: db_pool_size $DB_POOL; referral-bench: $CONNS connections x depth $DEPTHS (closed loop), $DEPTH (fixed rate)"
 start_daemon
-# CPU time of both sides during the spread phase: where the time goes.
-read -ra SERVER <<<"$(server_pids)"
-D0=$(cpu_seconds "$DAEMON_PID") P0=$(cpu_seconds "${SERVER[@]:1}")
-run_bench daemon-spread -c "$CONNS" -d "$DEPTH" --sessions "$SPREAD"
-read -ra SERVER <<<"$(server_pids)"
-D1=$(cpu_seconds "$DAEMON_PID") P1=$(cpu_seconds "${SERVER[@]:1}")
-awk -v d0="$D0" -v d1="$D1" -v p0="$P0" -v p1="$P1" 'BEGIN {
-    printf "{\"referrald_cpu_s\": %.2f, \"postgres_cpu_s\": %.2f}\n", d1 - d0, p1 - p0 }' \
-    >"$OUT/daemon-spread-cpu.json"
-log "spread phase CPU seconds: $(cat "$OUT/daemon-spread-cpu.json")"
+for d in $DEPTHS; do
+    # CPU time of both sides during each spread phase: where the time goes.
+    read -ra SERVER <<<"$(server_pids)"
+    D0=$(cpu_seconds "$DAEMON_PID") P0=$(cpu_seconds "${SERVER[@]:1}")
+    run_bench "daemon-spread-d$d" -c "$CONNS" -d "$d" --sessions "$SPREAD"
+    read -ra SERVER <<<"$(server_pids)"
+    D1=$(cpu_seconds "$DAEMON_PID") P1=$(cpu_seconds "${SERVER[@]:1}")
+    awk -v d0="$D0" -v d1="$D1" -v p0="$P0" -v p1="$P1" 'BEGIN {
+        printf "{\"referrald_cpu_s\": %.2f, \"postgres_cpu_s\": %.2f}\n", d1 - d0, p1 - p0 }' \
+        >"$OUT/daemon-spread-d$d-cpu.json"
+    log "spread phase (depth $d) CPU seconds: $(cat "$OUT/daemon-spread-d$d-cpu.json")"
+done
 ((PERF == 0)) || profile_spread
-run_bench daemon-hot -c "$CONNS" -d "$DEPTH" -w hot --hot-sessions "$(hot_from)-$HOT_LAST"
+for d in $DEPTHS; do
+    run_bench "daemon-hot-d$d" -c "$CONNS" -d "$d" -w hot --hot-sessions "$(hot_from)-$HOT_LAST"
+done
 run_bench daemon-rate -c "$CONNS" -d "$DEPTH" --rate "$RATE" --sessions "$SPREAD"
 stop_daemon
 

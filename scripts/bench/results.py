@@ -86,6 +86,20 @@ def best(pattern):
     return max(runs, key=lambda r: r["bookings_per_s"]) if runs else None, runs
 
 
+def best_daemon(d, workload):
+    """The closed-loop referral-bench run of the workload with the most
+    bookings/s over the depths tried, and how many were tried."""
+    runs = []
+    for path in sorted(glob.glob(os.path.join(d, f"daemon-{workload}-d*.json"))):
+        r = None if path.endswith("-cpu.json") else load(path)
+        if r:
+            runs.append((path, r))
+    if not runs:
+        return None, None, 0
+    path, r = max(runs, key=lambda pr: pr[1]["throughput"]["bookings_per_s"])
+    return r, path[:-len(".json")], len(runs)
+
+
 def ratio(a, b):
     return a / b if a is not None and b else None
 
@@ -104,8 +118,8 @@ def summary(args):
     pg_spread, spread_runs = best(os.path.join(d, "pgbench-spread-c*.json"))
     pg_hot, hot_runs = best(os.path.join(d, "pgbench-hot-c*.json"))
     pg_rate = load(os.path.join(d, "pgbench-rate.json"))
-    rb_spread = load(os.path.join(d, "daemon-spread.json"))
-    rb_hot = load(os.path.join(d, "daemon-hot.json"))
+    rb_spread, rb_spread_name, spread_depths = best_daemon(d, "spread")
+    rb_hot, _, hot_depths = best_daemon(d, "hot")
     rb_rate = load(os.path.join(d, "daemon-rate.json"))
     idle_off = load(os.path.join(d, "daemon-idle-off.json"))
     idle_on = load(os.path.join(d, "daemon-idle-on.json"))
@@ -124,16 +138,21 @@ def summary(args):
         rows.append({"figure": figure, "pgbench": base, "referrald": ours, "ratio": r,
                      "target": target, "met": met})
 
+    def depth(r):
+        return r and r["config"]["depth"]
+
     r = ratio(bps(rb_spread), pg_spread and pg_spread["bookings_per_s"])
     row(f"durable bookings/s, spread over {env.get('spread_sessions', '?')} sessions "
         f"(baseline: pgbench, best of {len(spread_runs)} client counts: "
-        f"{pg_spread and pg_spread['clients']})",
+        f"{pg_spread and pg_spread['clients']}; referrald: best of {spread_depths} depths: "
+        f"{depth(rb_spread)})",
         pg_spread and pg_spread["bookings_per_s"], bps(rb_spread), r, ">= 5 x",
         r is not None and r >= 5)
     r = ratio(bps(rb_hot), pg_hot and pg_hot["bookings_per_s"])
     row(f"durable bookings/s, hot session of {env.get('hot_capacity', '?')} until full, "
         f"then the next (baseline: pgbench, best of {len(hot_runs)} client counts: "
-        f"{pg_hot and pg_hot['clients']})",
+        f"{pg_hot and pg_hot['clients']}; referrald: best of {hot_depths} depths: "
+        f"{depth(rb_hot)})",
         pg_hot and pg_hot["bookings_per_s"], bps(rb_hot), r, ">= 10 x",
         r is not None and r >= 10)
     rate = env.get("rate", "?")
@@ -156,7 +175,7 @@ def summary(args):
         on = idle_on and idle_on["latency_ms"][name]
         row(f"{name} ms of other clients at {env.get('idle_rate', '?')} bookings/s with the "
             "idle terminals (baseline: without them)", off, on, ratio(on, off), "unchanged", None)
-    cpu = load(os.path.join(d, "daemon-spread-cpu.json"))
+    cpu = rb_spread_name and load(rb_spread_name + "-cpu.json")
     if cpu and rb_spread and rb_spread["bookings_ok"]:
         per_k = 1000.0 / rb_spread["bookings_ok"]
         row("CPU seconds per 1,000 bookings in referrald's spread phase: referrald "
