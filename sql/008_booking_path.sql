@@ -48,7 +48,13 @@ CREATE OR REPLACE FUNCTION book_batch(
     p_fallbacks boolean[], p_keys text[])
 RETURNS TABLE (idx integer, outcome text, booking_id uuid, pool text, detail text,
                reserved_left integer, public_left integer, replayed boolean)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- plpgsql plans a statement anew at every call for as long as its plans for
+-- the actual arguments look cheaper than the generic one: a batch of one
+-- session made the lock of the sessions and their update look cheap, and
+-- both were planned at every call. The generic plans are index lookups.
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     n integer := cardinality(p_sessions);
     c communities;
