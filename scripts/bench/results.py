@@ -79,25 +79,16 @@ def load(path):
         return None
 
 
-def best(pattern):
-    """The pgbench run with the most bookings/s among the files matching."""
-    runs = [load(p) for p in sorted(glob.glob(pattern))]
-    runs = [r for r in runs if r]
-    return max(runs, key=lambda r: r["bookings_per_s"]) if runs else None, runs
-
-
-def best_daemon(d, workload):
-    """The closed-loop referral-bench run of the workload with the most
-    bookings/s over the depths tried, and how many were tried."""
-    runs = []
-    for path in sorted(glob.glob(os.path.join(d, f"daemon-{workload}-d*.json"))):
-        r = None if path.endswith("-cpu.json") else load(path)
-        if r:
-            runs.append((path, r))
+def best(pattern, rate):
+    """Of the runs in the JSON files matching (the -cpu.json beside a phase
+    left out), the one with the highest rate(run), its path without .json,
+    and all of them."""
+    runs = [(p, load(p)) for p in sorted(glob.glob(pattern)) if not p.endswith("-cpu.json")]
+    runs = [(p, r) for p, r in runs if r]
     if not runs:
-        return None, None, 0
-    path, r = max(runs, key=lambda pr: pr[1]["throughput"]["bookings_per_s"])
-    return r, path[:-len(".json")], len(runs)
+        return None, None, []
+    path, top = max(runs, key=lambda pr: rate(pr[1]))
+    return top, path[:-len(".json")], [r for _, r in runs]
 
 
 def ratio(a, b):
@@ -115,19 +106,23 @@ def fmt(v, digits=1):
 def summary(args):
     d = args.dir
     env = load(os.path.join(d, "env.json")) or {}
-    pg_spread, spread_runs = best(os.path.join(d, "pgbench-spread-c*.json"))
-    pg_hot, hot_runs = best(os.path.join(d, "pgbench-hot-c*.json"))
+
+    def pg_bps(r):
+        return r["bookings_per_s"]
+
+    def bps(r):
+        return r["throughput"]["bookings_per_s"] if r else None
+
+    pg_spread, _, spread_runs = best(os.path.join(d, "pgbench-spread-c*.json"), pg_bps)
+    pg_hot, _, hot_runs = best(os.path.join(d, "pgbench-hot-c*.json"), pg_bps)
     pg_rate = load(os.path.join(d, "pgbench-rate.json"))
-    rb_spread, rb_spread_name, spread_depths = best_daemon(d, "spread")
-    rb_hot, _, hot_depths = best_daemon(d, "hot")
+    rb_spread, rb_spread_name, spread_depths = best(os.path.join(d, "daemon-spread-d*.json"), bps)
+    rb_hot, _, hot_depths = best(os.path.join(d, "daemon-hot-d*.json"), bps)
     rb_rate = load(os.path.join(d, "daemon-rate.json"))
     idle_off = load(os.path.join(d, "daemon-idle-off.json"))
     idle_on = load(os.path.join(d, "daemon-idle-on.json"))
     rss = load(os.path.join(d, "idle-rss.json")) or {}
     check = load(os.path.join(d, "check.json"))
-
-    def bps(r):
-        return r["throughput"]["bookings_per_s"] if r else None
 
     def p99(r):
         return r["latency_ms"]["p99"] if r and r.get("latency_ms") else None
@@ -138,23 +133,18 @@ def summary(args):
         rows.append({"figure": figure, "pgbench": base, "referrald": ours, "ratio": r,
                      "target": target, "met": met})
 
-    def depth(r):
-        return r and r["config"]["depth"]
+    def throughput_row(what, base, base_runs, ours, ours_runs, factor):
+        r = ratio(bps(ours), base and base["bookings_per_s"])
+        row(f"durable bookings/s, {what} (baseline: pgbench, best of {len(base_runs)} client "
+            f"counts: {base and base['clients']}; referrald: best of {len(ours_runs)} depths: "
+            f"{ours and ours['config']['depth']})",
+            base and base["bookings_per_s"], bps(ours), r, f">= {factor} x",
+            r is not None and r >= factor)
 
-    r = ratio(bps(rb_spread), pg_spread and pg_spread["bookings_per_s"])
-    row(f"durable bookings/s, spread over {env.get('spread_sessions', '?')} sessions "
-        f"(baseline: pgbench, best of {len(spread_runs)} client counts: "
-        f"{pg_spread and pg_spread['clients']}; referrald: best of {spread_depths} depths: "
-        f"{depth(rb_spread)})",
-        pg_spread and pg_spread["bookings_per_s"], bps(rb_spread), r, ">= 5 x",
-        r is not None and r >= 5)
-    r = ratio(bps(rb_hot), pg_hot and pg_hot["bookings_per_s"])
-    row(f"durable bookings/s, hot session of {env.get('hot_capacity', '?')} until full, "
-        f"then the next (baseline: pgbench, best of {len(hot_runs)} client counts: "
-        f"{pg_hot and pg_hot['clients']}; referrald: best of {hot_depths} depths: "
-        f"{depth(rb_hot)})",
-        pg_hot and pg_hot["bookings_per_s"], bps(rb_hot), r, ">= 10 x",
-        r is not None and r >= 10)
+    throughput_row(f"spread over {env.get('spread_sessions', '?')} sessions",
+                   pg_spread, spread_runs, rb_spread, spread_depths, 5)
+    throughput_row(f"hot session of {env.get('hot_capacity', '?')} until full, then the next",
+                   pg_hot, hot_runs, rb_hot, hot_depths, 10)
     rate = env.get("rate", "?")
     r = ratio(p99(rb_rate), p99(pg_rate))
     row(f"p99 latency ms at {rate} bookings/s offered (baseline: pgbench, "
