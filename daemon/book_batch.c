@@ -374,5 +374,14 @@ void book_batcher_submit(struct book_batcher *b, struct request *req)
 			     "too many bookings waiting for the database");
 		return;
 	}
+	/* What waited already could not go at the last flush, and nothing has
+	 * finished since (batch_done flushes): a request for a session in a
+	 * running batch cannot change that, so it waits without a scan of the
+	 * whole ring, which every arrival for a popular session would pay. */
+	if (session_running(b, request_session(req))) {
+		ring_at(b, b->n - 1)->held = 1;
+		b->srv->stats.book_batch_held++;
+		return;
+	}
 	book_batcher_flush(b);
 }
