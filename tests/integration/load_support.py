@@ -393,6 +393,21 @@ def publish(desk_client, count, capacity, start_days=3):
     return [s.session_id for s in resp.publish.sessions]
 
 
+def round_robin_load(test, daemon, community, workers, sessions, capacity, patients=2000,
+                     pace=0.0):
+    """Publishes `sessions` sessions of `capacity` through the community's desk
+    and starts a BookingLoad of `patients` bookings over them in turn (so every
+    one fills up) from the `workers` terminals, stopped at the test's cleanup.
+    Returns the session ids and the load."""
+    with ss.SlotClient(daemon.port) as desk:
+        test.assertOk(desk.hello(community["desk"]), "hello")
+        ids = publish(desk, sessions, capacity)
+    jobs = [(ids[i % sessions], p) for i, p in enumerate(community.patients(patients))]
+    load = BookingLoad(daemon, [community[n] for n in workers], jobs, pace=pace).start()
+    test.addCleanup(load.stop_new.set)
+    return ids, load
+
+
 # ---- latency ------------------------------------------------------------------
 
 class LatencyProbe:

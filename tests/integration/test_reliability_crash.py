@@ -32,14 +32,8 @@ class DaemonCrashTest(ss.SlotAssertions, harness.IntegrationCase):
                                 settings={"db_pool_size": "4", "log_level": "info"})
         self.addCleanup(daemon.kill)
         daemon.start()
-        with ss.SlotClient(daemon.port) as desk:
-            self.assertOk(desk.hello(self.community["desk"]), "hello")
-            sessions = ls.publish(desk, SESSIONS, CAPACITY)
-        patients = self.community.patients(2000)
-        # Round robin over the sessions: every one of them fills up.
-        jobs = [(sessions[i % SESSIONS], p) for i, p in enumerate(patients)]
-        load = ls.BookingLoad(daemon, [self.community[n] for n in WORKERS], jobs).start()
-        self.addCleanup(load.stop_new.set)
+        sessions, load = ls.round_robin_load(self, daemon, self.community, WORKERS,
+                                             SESSIONS, CAPACITY)
 
         load.wait_settled(100, what="bookings before the crash")
         daemon.crash()

@@ -52,14 +52,8 @@ class FailoverTest(ss.SlotAssertions, harness.IntegrationCase):
         self.addCleanup(daemon.kill)
         daemon.start()
         pid = daemon.pid
-        with ss.SlotClient(daemon.port) as desk:
-            self.assertOk(desk.hello(community["desk"]), "hello")
-            sessions = ls.publish(desk, SESSIONS, CAPACITY)
-        patients = community.patients(2000)
-        jobs = [(sessions[i % SESSIONS], p) for i, p in enumerate(patients)]
-        load = ls.BookingLoad(daemon, [community[n] for n in WORKERS], jobs,
-                              pace=0.02).start()
-        self.addCleanup(load.stop_new.set)
+        _, load = ls.round_robin_load(self, daemon, community, WORKERS, SESSIONS, CAPACITY,
+                                      pace=0.02)
 
         load.wait_settled(40, what="bookings before the failover")
         self.primary.pgstop("immediate")

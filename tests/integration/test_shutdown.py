@@ -158,13 +158,8 @@ class DrainUnderLoadTest(harness.IntegrationCase):
                            settings={"shutdown_timeout_ms": "30000", "log_level": "info"})
         self.addCleanup(d.kill)
         d.start()
-        with ss.SlotClient(d.port) as desk:
-            self.assertOk(desk.hello(self.community["desk"]), "hello")
-            sessions = ls.publish(desk, 4, 40)
-        jobs = [(sessions[i % 4], p) for i, p in enumerate(self.community.patients(1000))]
-        load = ls.BookingLoad(d, [self.community[n] for n in ("clinic", "clinic-b") * 3], jobs,
-                              pace=0.01).start()
-        self.addCleanup(load.stop_new.set)
+        _, load = ls.round_robin_load(self, d, self.community, ("clinic", "clinic-b") * 3,
+                                      4, 40, patients=1000, pace=0.01)
         load.wait_settled(50, what="bookings before SIGTERM")
         d.send_signal(signal.SIGTERM)
         d.check_clean_exit(d.wait_exit(30))
