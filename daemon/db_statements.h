@@ -127,16 +127,10 @@
 	  "FROM cancel_booking($1, $2, $3, $4::uuid, $5)")                      \
 	X(BOOK_EMERGENCY, 7,                                                    \
 	  "SELECT booking_id FROM book_emergency($1, $2, $3, $4::bigint, $5::uuid, $6::uuid, $7)") \
+	/* sql/009: planned for the filters each call has. */                 \
 	X(LIST_BOOKINGS, 8,                                                     \
-	  "SELECT b.booking_id, b.session_id, b.patient_id, b.pool, b.status, b.booked_by_institution, " \
-	  "extract(epoch FROM b.created_at)::bigint, extract(epoch FROM lower(b.period))::bigint, " \
-	  "coalesce(b.referral_id::text, ''), coalesce(b.cancel_reason, '') "  \
-	  "FROM bookings b JOIN sessions s USING (community_id, session_id) WHERE b.community_id = $1" \
-	  " AND ($2 = '' OR b.booked_by_institution = $2 OR s.institution_id = $2)" \
-	  " AND ($3::bigint = 0 OR b.session_id = $3::bigint) AND ($4 = '' OR b.patient_id::text = $4)" \
-	  " AND ($5::boolean OR b.status = 'booked')"                          \
-	  " AND (lower(b.period), b.booking_id) > (to_timestamp($6::bigint), $7::uuid)" \
-	  " ORDER BY lower(b.period), b.booking_id LIMIT $8::integer")          \
+	  "SELECT * FROM list_bookings($1, $2, $3::bigint, $4, $5::boolean, $6::bigint, " \
+	  "$7::uuid, $8::integer)")                                             \
 	/* The primary's WAL position, or a standby's replayed one (replica.c). */ \
 	X(WAL_POSITION, 0,                                                      \
 	  "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() " \

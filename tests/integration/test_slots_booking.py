@@ -13,6 +13,7 @@ urgent or emergency one."""
 
 import json
 import re
+import subprocess
 import threading
 import unittest
 import uuid
@@ -713,6 +714,91 @@ class ListBookingsTest(ss.SlotsTestCase):
                          (by_clinic[1], s1.session_id, p[1], pb.POOL_RESERVED, "booked",
                           "village-a", s1.starts_at))
         self.assertGreater(b.created_at, 0)
+
+
+class ListBookingsPlanTest(ss.SlotsTestCase):
+    own_community = True    # 3,000 bookings of its own
+
+    def test_a_page_reads_a_page(self):
+        """A page of the list reads about a page of bookings, whatever the
+        community holds: the plan auto_explain reports for list_bookings()
+        (what ListBookings runs) reads no more than a few pages of rows from
+        bookings, or the bookings of the one session asked for, for every
+        filter the list takes. A statement that read the community and
+        sorted it (as ListBookings once did) reads all 3,000."""
+        desk = self.authed("desk")
+        clinic = self.community["clinic"]
+        sessions = [self.publish_one(desk, capacity=100,
+                                     start=future(days=3) + i * 5 * HOUR).session_id
+                    for i in range(30)]
+        patients = self.community.patients(3000)
+        lit = harness.sql_literal
+        terms = ",".join([lit(clinic.terminal_id)] * len(patients))
+        insts = ",".join([lit(clinic.institution_id)] * len(patients))
+        sess = ",".join(str(sessions[i % len(sessions)]) for i in range(len(patients)))
+        pats = ",".join(lit(x) for x in patients)
+        keys = ",".join(lit(f"page-{i}") for i in range(len(patients)))
+        n = len(patients)
+        booked = self.community.psql(f"""
+SELECT count(*) FILTER (WHERE outcome = 'booked')
+  FROM book_batch({lit(self.community.community_id)}, ARRAY[{terms}], ARRAY[{insts}],
+                  array_fill('clinic'::terminal_role, ARRAY[{n}]), array_fill(''::text, ARRAY[{n}]),
+                  ARRAY[{sess}]::bigint[], ARRAY[{pats}]::uuid[], array_fill('auto'::text, ARRAY[{n}]),
+                  array_fill(true, ARRAY[{n}]), ARRAY[{keys}])""")
+        self.assertEqual(int(booked), n)
+        # As autovacuum would, after a day's bookings.
+        self.community.psql("ANALYZE bookings, sessions")
+        cancelled = self.community.psql(f"""
+SELECT b.patient_id FROM bookings b
+  JOIN LATERAL cancel_booking({lit(self.community.community_id)}, {lit(clinic.terminal_id)},
+                              {lit(clinic.institution_id)}, b.booking_id, 'test') c ON true
+ WHERE b.community_id = {lit(self.community.community_id)} AND b.session_id = {sessions[7]}
+ LIMIT 1""")
+        page = 20
+        # name: (institution, session, patient, cancelled too, most rows read)
+        cases = {
+            "everything": ("", 0, "", "false", 3 * page),
+            "with the cancelled": ("", 0, "", "true", 3 * page),
+            "the clinic's": (clinic.institution_id, 0, "", "false", 3 * page),
+            "the hospital's sessions'": ("county-hospital", 0, "", "false", 3 * page),
+            "one session's": ("", sessions[12], "", "false", 100),
+            "one patient's": ("", 0, patients[100], "false", 3 * page),
+            "one patient's, cancelled too": ("", 0, cancelled, "true", 3 * page),
+        }
+        for name, (inst, session, patient, with_cancelled, most) in cases.items():
+            with self.subTest(name):
+                rows_read, listed = self.bookings_read(
+                    f"{lit(inst)}, {session}, {lit(patient)}, {with_cancelled}, 0, "
+                    f"'00000000-0000-0000-0000-000000000000', {page}")
+                self.assertGreater(listed, 0, "the case lists something")
+                self.assertLessEqual(rows_read, most, f"{name}: {rows_read} rows read")
+
+    def bookings_read(self, args):
+        """(rows of bookings read, rows listed) by one list_bookings() call:
+        every node of the nested plan that reads bookings, the rows it
+        returned and those its filter removed."""
+        c = harness.sql_literal(self.community.community_id)
+        p = subprocess.run(self.community.pg.psql_cmd(self.community.dbname), text=True, input=f"""
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_analyze = on;
+SET auto_explain.log_timing = off;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_format = json;
+SET auto_explain.log_level = notice;
+SELECT count(*) FROM list_bookings({c}, {args});""", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        plans = [json.loads(m) for m in
+                 re.findall(r"NOTICE:  duration: [0-9.]+ ms  plan:\n(\{.*?\n\})", p.stderr, re.S)]
+        inner = [x["Plan"] for x in plans if "FROM bookings b" in x["Query Text"]]
+        self.assertEqual(len(inner), 1, p.stderr)
+
+        def read(node):
+            own = 0
+            if node.get("Relation Name") == "bookings":
+                own = (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
+            return own + sum(read(c) for c in node.get("Plans", []))
+        return read(inner[0]), int(p.stdout.strip())
 
 
 class ReferralctlTest(ss.SlotsTestCase):
