@@ -19,6 +19,7 @@ Only the standard library and google.protobuf are used.
 import contextlib
 import ctypes
 import http.client
+import json
 import os
 import queue
 import re
@@ -176,6 +177,39 @@ def sql_literal(value):
     if value is None:
         return "NULL"
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_array(values, cast):
+    """An ARRAY[...] of the values as SQL literals, cast to cast[]."""
+    return "ARRAY[" + ",".join(sql_literal(v) for v in values) + f"]::{cast}[]"
+
+
+def auto_explain_plans(text):
+    """The JSON plans auto_explain wrote into text: a server log (LOG, a
+    header line ending in "plan:" followed by the plan's lines, each after a
+    tab) or psql's stderr (NOTICE, the plan's lines as they are, up to the
+    closing brace)."""
+    plans = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        if re.search(r"(?:LOG|NOTICE):\s+duration: [\d.]+ ms\s+plan:$", lines[i]):
+            body = []
+            i += 1
+            if i < len(lines) and lines[i].startswith("\t"):
+                while i < len(lines) and lines[i].startswith("\t"):
+                    body.append(lines[i][1:])
+                    i += 1
+            else:
+                while i < len(lines):
+                    body.append(lines[i])
+                    i += 1
+                    if body[-1] == "}":
+                        break
+            plans.append(json.loads("\n".join(body)))
+            continue
+        i += 1
+    return plans
 
 
 class Postgres:

@@ -29,7 +29,6 @@ small, for as long as its connection lives (book_batch() had one, and a
 booking took 16 ms after a flood instead of 1)."""
 
 import datetime
-import json
 import os
 import re
 import time
@@ -82,25 +81,6 @@ def daemon_statements():
     for m in re.finditer(r"X\((\w+),\s*\d+,\s*((?:(?:\"(?:[^\"\\]|\\.)*\"|[A-Z_]+)\s*)+)\)", text):
         out[m.group(1)] = concat(m.group(2), macros)
     return out
-
-
-def logged_plans(log_text):
-    """The JSON plans auto_explain wrote: a header line ending in "plan:"
-    followed by the plan's lines, each starting with a tab."""
-    plans = []
-    lines = log_text.split("\n")
-    i = 0
-    while i < len(lines):
-        if re.search(r"LOG:\s+duration: [\d.]+ ms\s+plan:$", lines[i]):
-            body = []
-            i += 1
-            while i < len(lines) and lines[i].startswith("\t"):
-                body.append(lines[i][1:])
-                i += 1
-            plans.append(json.loads("\n".join(body)))
-            continue
-        i += 1
-    return plans
 
 
 def unscoped_scans(node, tables, join_conds=()):
@@ -308,7 +288,7 @@ ALTER DATABASE "{cls.dbname}" SET auto_explain.log_format = 'json';""", dbname="
         self.daemon.stop()
         with open(self.log_path, errors="replace") as f:
             f.seek(self.log_start)
-            plans = logged_plans(f.read())
+            plans = harness.auto_explain_plans(f.read())
         self.assertGreater(len(plans), 50, "auto_explain logged the daemon's statements")
 
         tables = set(CatalogRules.community_tables(self))

@@ -21,7 +21,7 @@ import unittest
 import uuid
 
 import harness
-from harness import sql_literal
+from harness import sql_array, sql_literal
 from slots_support import SlotCommunity, future
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -32,10 +32,6 @@ BOOKERS = [
     ("clinic-b-01", "clinic", "village-b", "fd-b"),
     ("desk-01", "desk", "county-hospital", ""),
 ]
-
-
-def arr(values, cast):
-    return "ARRAY[" + ",".join(sql_literal(v) for v in values) + f"]::{cast}[]"
 
 
 class World:
@@ -139,12 +135,12 @@ class GroupCommitEquivalence(unittest.TestCase):
 SELECT idx, outcome, coalesce(booking_id::text, ''), coalesce(pool, ''), coalesce(detail, ''),
        reserved_left, public_left, replayed
   FROM book_batch({sql_literal(items[0]["community"])},
-                  {arr([i["terminal"] for i in items], "text")},
-                  {arr(col("institution"), "text")}, {arr(col("role"), "terminal_role")},
-                  {arr(col("practitioner"), "text")}, {arr(col("session"), "bigint")},
-                  {arr(col("patient"), "uuid")}, {arr(col("pool"), "text")},
-                  {arr(["t" if f else "f" for f in col("fallback")], "boolean")},
-                  {arr(col("key"), "text")})""")
+                  {sql_array([i["terminal"] for i in items], "text")},
+                  {sql_array(col("institution"), "text")}, {sql_array(col("role"), "terminal_role")},
+                  {sql_array(col("practitioner"), "text")}, {sql_array(col("session"), "bigint")},
+                  {sql_array(col("patient"), "uuid")}, {sql_array(col("pool"), "text")},
+                  {sql_array(["t" if f else "f" for f in col("fallback")], "boolean")},
+                  {sql_array(col("key"), "text")})""")
         return [line.split("|") for line in out.splitlines()]
 
     def run_serial(self, items, order):

@@ -732,19 +732,15 @@ class ListBookingsPlanTest(ss.SlotsTestCase):
                                      start=future(days=3) + i * 5 * HOUR).session_id
                     for i in range(30)]
         patients = self.community.patients(3000)
-        lit = harness.sql_literal
-        terms = ",".join([lit(clinic.terminal_id)] * len(patients))
-        insts = ",".join([lit(clinic.institution_id)] * len(patients))
-        sess = ",".join(str(sessions[i % len(sessions)]) for i in range(len(patients)))
-        pats = ",".join(lit(x) for x in patients)
-        keys = ",".join(lit(f"page-{i}") for i in range(len(patients)))
+        lit, arr = harness.sql_literal, harness.sql_array
         n = len(patients)
         booked = self.community.psql(f"""
 SELECT count(*) FILTER (WHERE outcome = 'booked')
-  FROM book_batch({lit(self.community.community_id)}, ARRAY[{terms}], ARRAY[{insts}],
-                  array_fill('clinic'::terminal_role, ARRAY[{n}]), array_fill(''::text, ARRAY[{n}]),
-                  ARRAY[{sess}]::bigint[], ARRAY[{pats}]::uuid[], array_fill('auto'::text, ARRAY[{n}]),
-                  array_fill(true, ARRAY[{n}]), ARRAY[{keys}])""")
+  FROM book_batch({lit(self.community.community_id)}, {arr([clinic.terminal_id] * n, "text")},
+                  {arr([clinic.institution_id] * n, "text")}, {arr(["clinic"] * n, "terminal_role")},
+                  {arr([""] * n, "text")}, {arr([sessions[i % len(sessions)] for i in range(n)], "bigint")},
+                  {arr(patients, "uuid")}, {arr(["auto"] * n, "text")}, {arr(["t"] * n, "boolean")},
+                  {arr([f"page-{i}" for i in range(n)], "text")})""")
         self.assertEqual(int(booked), n)
         # As autovacuum would, after a day's bookings.
         self.community.psql("ANALYZE bookings, sessions")
@@ -788,9 +784,8 @@ SET auto_explain.log_format = json;
 SET auto_explain.log_level = notice;
 SELECT count(*) FROM list_bookings({c}, {args});""", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.assertEqual(p.returncode, 0, p.stderr)
-        plans = [json.loads(m) for m in
-                 re.findall(r"NOTICE:  duration: [0-9.]+ ms  plan:\n(\{.*?\n\})", p.stderr, re.S)]
-        inner = [x["Plan"] for x in plans if "FROM bookings b" in x["Query Text"]]
+        inner = [x["Plan"] for x in harness.auto_explain_plans(p.stderr)
+                 if "FROM bookings b" in x["Query Text"]]
         self.assertEqual(len(inner), 1, p.stderr)
 
         def read(node):
