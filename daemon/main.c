@@ -21,22 +21,14 @@
 
 #include "config.h"
 #include "conn.h"
-#include "db.h"
 #include "log.h"
 #include "migrate.h"
 #include "admin_http.h"
-#include "book_batch.h"
 #include "port_file.h"
-#include "events.h"
-#include "figures.h"
-#include "release.h"
-#include "replica.h"
 #include "server.h"
-#include "patient_id.h"
-#include "terminals.h"
+#include "services.h"
 #include "tls.h"
 #include "token.h"
-#include "workers.h"
 
 #define MAX_OVERRIDES 64
 
@@ -226,13 +218,7 @@ static void reload(struct server *srv)
 	config_free(&srv->cfg);
 	srv->cfg = next;
 	log_set_level(srv->cfg.log_level);
-	book_batcher_flush(srv->book_batcher);
-	db_pool_set_limits(srv->db, srv->cfg.db_queue_max, srv->cfg.db_queue_timeout_ms,
-			   srv->cfg.db_reconnect_max_ms);
-	release_timer_set_interval(srv->release, srv->cfg.release_interval_ms);
-	event_hub_set_poll(srv->events, srv->cfg.events_poll_ms);
-	terminal_watch_set_interval(srv->terminal_watch, srv->cfg.credentials_check_ms);
-	figures_apply_settings(srv);
+	services_apply_settings(srv);
 	for (struct conn *c = srv->conns; c; c = c->next)
 		conn_apply_settings(c);
 	log_info("configuration reloaded");
@@ -446,15 +432,6 @@ static int start_watchdog(struct server *srv)
 	return 0;
 }
 
-/* The pool heard NOTIFY referral_events: the payload is a community with
- * new events, or "terminal ..." when a terminal's credentials changed. */
-static void notified(void *arg, const char *payload)
-{
-	struct server *srv = arg;
-	if (!terminals_notified(srv, payload))
-		event_hub_notify(srv->events, payload);
-}
-
 static int setup(struct server *srv)
 {
 	srv->base = event_base_new();
@@ -468,46 +445,7 @@ static int setup(struct server *srv)
 	srv->reaper = event_new(srv->base, -1, 0, reaper_cb, srv);
 	srv->started_at = time(NULL);
 	srv->schema_version = migrate_latest();
-	struct db_pool_settings ps = {
-		.dsn = srv->cfg.db_dsn,
-		.size = srv->cfg.db_pool_size,
-		.queue_max = srv->cfg.db_queue_max,
-		.queue_timeout_ms = srv->cfg.db_queue_timeout_ms,
-		.reconnect_max_ms = srv->cfg.db_reconnect_max_ms,
-		.statement_timeout_ms = srv->cfg.db_statement_timeout_ms,
-		.schema_version = srv->schema_version,
-		.listen_channel = EVENTS_CHANNEL,
-		.notify = notified,
-		.notify_arg = srv,
-	};
-	if (srv->cfg.patient_id_key_file[0]) {
-		char err[512];
-		srv->patient_key = calloc(1, sizeof *srv->patient_key);
-		if (!srv->patient_key ||
-		    patient_key_load(srv->patient_key, srv->cfg.patient_id_key_file, err, sizeof err) < 0) {
-			log_error("%s", srv->patient_key ? err : "out of memory");
-			return -1;
-		}
-	}
-	/* Token checks wait here; a full queue answers OVERLOADED. */
-	srv->workers = workers_new(srv->base, srv->cfg.auth_threads, 1024);
-	if (!srv->workers)
-		return -1;
-	srv->events = event_hub_new(srv, srv->cfg.events_poll_ms);
-	srv->db = srv->events ? db_pool_new(srv->base, &ps) : NULL;
-	if (!srv->db)
-		return -1;
-	srv->book_batcher = book_batcher_new(srv);
-	if (!srv->book_batcher)
-		return -1;
-	int replica_failed;
-	srv->replica = replica_start(srv, &replica_failed);
-	if (replica_failed)
-		return -1;
-	srv->release = release_timer_start(srv, srv->cfg.release_interval_ms);
-	srv->terminal_watch = terminal_watch_start(srv, srv->cfg.credentials_check_ms);
-	if (!srv->release || !srv->terminal_watch || figures_start(srv) < 0 ||
-	    start_watchdog(srv) < 0)
+	if (services_start(srv) < 0 || start_watchdog(srv) < 0)
 		return -1;
 	if (start_listening(srv) < 0)
 		return -1;
@@ -523,17 +461,10 @@ static void teardown(struct server *srv)
 	if (srv->plain_listener)
 		evconnlistener_free(srv->plain_listener);
 	conn_free_all(srv);
-	release_timer_free(srv->release);
 	/* Answers what is still waiting on the database; their connections
 	 * are closed, so nothing is sent, and the reaper frees them. */
 	admin_http_free(srv->admin);
-	figures_stop(srv);
-	book_batcher_free(srv->book_batcher);
-	replica_free(srv->replica);
-	db_pool_free(srv->db);
-	terminal_watch_free(srv->terminal_watch);
-	workers_free(srv->workers);
-	event_hub_free(srv->events);
+	services_stop(srv);
 	conn_reap(srv);
 	for (int i = 0; i < 3; i++)
 		if (srv->signals[i])
@@ -547,10 +478,6 @@ static void teardown(struct server *srv)
 	if (srv->base)
 		event_base_free(srv->base);
 	SSL_CTX_free(srv->tls_ctx);
-	if (srv->patient_key) {
-		OPENSSL_cleanse(srv->patient_key, sizeof *srv->patient_key);
-		free(srv->patient_key);
-	}
 	config_free(&srv->cfg);
 	libevent_global_shutdown();
 }
