@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 
+#include "clock.h"
 #include "db.h"
 #include "db_row.h"
 #include "log.h"
@@ -47,6 +48,7 @@ struct batch {
 	int64_t *sessions;
 	unsigned n_sessions;
 	unsigned n;
+	long long sent_ns;                /* when it went to the pool */
 	struct request *reqs[];
 };
 
@@ -226,10 +228,25 @@ static void batch_retry_singly(struct batch *batch, const struct db_result *r)
 		slots_book_single(batch->reqs[i]);
 }
 
+/* At debug level, a line per answered batch: with the lines of a run,
+ * scripts/bench/batch_timeline.py shows how a popular session's batches
+ * follow one another (docs/benchmarks.md, "A popular session's timeline"). */
+static void batch_log(const struct batch *batch, const PGresult *res, long long answered_ns)
+{
+	int rows = PQntuples(res), booked = 0;
+	for (int row = 0; row < rows; row++)
+		booked += strcmp(db_str(res, row, 1), "booked") == 0;
+	log_debug("booking batch: sent_us=%lld db_us=%lld requests=%u booked=%d sessions=%u first_session=%lld",
+		  batch->sent_ns / 1000, (answered_ns - batch->sent_ns) / 1000, batch->n, booked,
+		  batch->n_sessions, (long long)batch->sessions[0]);
+}
+
 static void batch_done(void *arg, const struct db_result *r)
 {
 	struct batch *batch = arg;
 	struct book_batcher *b = batch->b;
+	/* Before the next batch is sent, for the debug line's timeline. */
+	long long answered_ns = log_get_level() >= LOG_LVL_DEBUG ? monotonic_ns() : 0;
 	if (b) {
 		running_remove(b, batch);
 		/* The requests that waited behind this batch go first, so that
@@ -242,6 +259,8 @@ static void batch_done(void *arg, const struct db_result *r)
 		for (unsigned i = 0; i < batch->n; i++)
 			request_fail_db(batch->reqs[i], r);
 	} else {
+		if (log_get_level() >= LOG_LVL_DEBUG)
+			batch_log(batch, r->res, answered_ns);
 		int rows = PQntuples(r->res);
 		for (int row = 0; row < rows; row++) {
 			long long idx = db_i64(r->res, row, 0);
@@ -339,6 +358,7 @@ static void batch_send(struct book_batcher *b, struct batch *batch)
 		batch_free(batch);
 		return;
 	}
+	batch->sent_ns = monotonic_ns();
 	running_add(b, batch);
 }
 

@@ -11,6 +11,8 @@ running batches never share a session: a burst on one popular session
 makes requests wait for the next batch, and the answers are still right."""
 
 import collections
+import importlib.util
+import os
 import unittest
 
 import harness
@@ -23,6 +25,16 @@ SESSIONS = 6
 CAPACITY = 15
 RESERVED = 6
 BOOKERS = ("clinic", "clinic-b", "desk", "admin")
+
+
+def batch_timeline():
+    """scripts/bench/batch_timeline.py, which reads the batch lines of the
+    debug log for docs/benchmarks.md."""
+    path = os.path.join(harness.SOURCE_DIR, "scripts", "bench", "batch_timeline.py")
+    spec = importlib.util.spec_from_file_location("batch_timeline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def batch_counters(daemon):
@@ -142,7 +154,8 @@ DROP TRIGGER refuse_bulk_booking ON bookings; DROP FUNCTION refuse_bulk_booking(
 class PopularSessionTest(BurstCase):
     """Every request for one session, four batches allowed at once: the
     session is in one running batch at a time, the others wait for the next
-    (counted), and the answers and tables are as for one batch at a time."""
+    (counted), and the answers and tables are as for one batch at a time.
+    The debug log tells the same story, batch by batch."""
     sessions = 1
     daemon_settings = {"booking_batches_in_flight": "4", "db_pool_size": "6",
                        "db_queue_timeout_ms": "60000",
@@ -158,6 +171,19 @@ class PopularSessionTest(BurstCase):
         self.assertGreater(held, 0, "requests arriving during a batch of their session waited")
         self.assertLessEqual(held, CONNECTIONS, "each waiting request is counted once")
         self.assertEqual(after["book_batch_fallbacks"], before["book_batch_fallbacks"])
+        self.check_batch_log(sessions[0], after["book_batches"] - before["book_batches"])
+
+    def check_batch_log(self, session, batches):
+        """The debug log has a line per batch, as batch_timeline.py reads
+        them: every request and every booking of the burst, one batch of
+        the session in the database at a time."""
+        lines = batch_timeline().read_batches(self.daemon.log_path)
+        self.assertEqual(len(lines), batches, "a line per batch")
+        self.assertEqual(sum(b["n"] for b in lines), CONNECTIONS)
+        self.assertEqual(sum(b["booked"] for b in lines), CAPACITY)
+        self.assertEqual({(b["session"], b["n_sessions"]) for b in lines}, {(session, 1)})
+        for earlier, later in zip(lines, lines[1:]):
+            self.assertLessEqual(earlier["done"], later["sent"], "one batch of a session at a time")
 
 
 if __name__ == "__main__":
