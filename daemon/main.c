@@ -16,7 +16,6 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <libpq-fe.h>
-#include <openssl/crypto.h>
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
