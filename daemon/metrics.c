@@ -64,6 +64,19 @@ static void header(struct evbuffer *out, const char *name, const char *type, con
 	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static void gauge(struct evbuffer *out, const char *name, const char *help, double value)
+{
+	header(out, name, "gauge", help);
+	evbuffer_add_printf(out, "%s %.17g\n", name, value);
+}
+
+static void counter(struct evbuffer *out, const char *name, const char *help,
+		    unsigned long long value)
+{
+	header(out, name, "counter", help);
+	evbuffer_add_printf(out, "%s %llu\n", name, value);
+}
+
 static void render_requests(struct server *srv, struct evbuffer *out)
 {
 	const struct metrics *m = &srv->metrics;
@@ -102,18 +115,10 @@ static void render_requests(struct server *srv, struct evbuffer *out)
 static void render_counters(struct server *srv, struct evbuffer *out)
 {
 #define X(field, help)                                                                    \
-	if (strcmp(#field, "requests_total") != 0 && strcmp(#field, "errors_total") != 0) { \
-		header(out, "referrald_" #field "_total", "counter", help);               \
-		evbuffer_add_printf(out, "referrald_" #field "_total %llu\n", srv->stats.field); \
-	}
+	if (strcmp(#field, "requests_total") != 0 && strcmp(#field, "errors_total") != 0) \
+		counter(out, "referrald_" #field "_total", help, srv->stats.field);
 	SERVER_COUNTERS(X)
 #undef X
-}
-
-static void gauge(struct evbuffer *out, const char *name, const char *help, double value)
-{
-	header(out, name, "gauge", help);
-	evbuffer_add_printf(out, "%s %.17g\n", name, value);
 }
 
 static void render_connections(struct server *srv, struct evbuffer *out)
@@ -141,13 +146,12 @@ static void render_database(struct server *srv, struct evbuffer *out)
 	      st.busy);
 	gauge(out, "referrald_db_queue_length", "Requests waiting for a database connection.",
 	      st.queue_length);
-	header(out, "referrald_db_queries_total", "counter", "Statements sent to PostgreSQL.");
-	evbuffer_add_printf(out, "referrald_db_queries_total %llu\n", st.queries_total);
-	header(out, "referrald_db_unavailable_total", "counter",
-	       "Statements answered unavailable (no connection, queue timeout, connection lost).");
-	evbuffer_add_printf(out, "referrald_db_unavailable_total %llu\n", st.failures_total);
-	header(out, "referrald_db_connects_total", "counter", "Connection attempts to PostgreSQL.");
-	evbuffer_add_printf(out, "referrald_db_connects_total %llu\n", st.reconnects_total);
+	counter(out, "referrald_db_queries_total", "Statements sent to PostgreSQL.", st.queries_total);
+	counter(out, "referrald_db_unavailable_total",
+		"Statements answered unavailable (no connection, queue timeout, connection lost).",
+		st.failures_total);
+	counter(out, "referrald_db_connects_total", "Connection attempts to PostgreSQL.",
+		st.reconnects_total);
 }
 
 /* Only with a replica configured (replica.h). */
@@ -177,11 +181,11 @@ static void render_figures_pool(struct server *srv, struct evbuffer *out)
 	gauge(out, "referrald_figures_db_busy", "Figures connections running a query.", st.busy);
 	gauge(out, "referrald_figures_queue_length", "Figure requests waiting for a figures connection.",
 	      st.queue_length);
-	header(out, "referrald_figures_queries_total", "counter", "Figure queries sent to PostgreSQL.");
-	evbuffer_add_printf(out, "referrald_figures_queries_total %llu\n", st.queries_total);
-	header(out, "referrald_figures_unavailable_total", "counter",
-	       "Figure queries answered unavailable (no connection, queue timeout, connection lost).");
-	evbuffer_add_printf(out, "referrald_figures_unavailable_total %llu\n", st.failures_total);
+	counter(out, "referrald_figures_queries_total", "Figure queries sent to PostgreSQL.",
+		st.queries_total);
+	counter(out, "referrald_figures_unavailable_total",
+		"Figure queries answered unavailable (no connection, queue timeout, connection lost).",
+		st.failures_total);
 }
 
 void metrics_render(struct server *srv, struct evbuffer *out)
