@@ -246,7 +246,7 @@ static void batch_done(void *arg, const struct db_result *r)
 	struct batch *batch = arg;
 	struct book_batcher *b = batch->b;
 	/* Before the next batch is sent, for the debug line's timeline. */
-	long long answered_ns = log_get_level() >= LOG_LVL_DEBUG ? monotonic_ns() : 0;
+	long long answered_ns = monotonic_ns();
 	if (b) {
 		running_remove(b, batch);
 		/* The requests that waited behind this batch go first, so that
