@@ -27,7 +27,7 @@ struct batch;
 /* A request waiting for a batch. */
 struct waiting {
 	struct request *req;
-	int held;  /* passed over before, its session being in a running batch */
+	int held;  /* passed over before, its session being busy (session_busy) */
 };
 
 struct book_batcher {
@@ -44,7 +44,7 @@ struct batch {
 	struct book_batcher *b;
 	struct batch *prev, *next;        /* in b->running while in the database */
 	/* The distinct sessions of the batch, sorted: a request for one of them
-	 * waits for the next batch (see session_running). */
+	 * may wait for the next batch (see session_busy). */
 	int64_t *sessions;
 	unsigned n_sessions;
 	unsigned n;
@@ -154,11 +154,14 @@ static void batch_free(struct batch *batch)
 
 /* ---- sessions of the running batches ------------------------------------------ */
 
-/* Two running batches never share a session. They would anyway take turns
- * on its row lock, and the later one would hold a connection, and the
- * sessions it had already locked, while it waited for the earlier one's
- * commit; requests for a session that is in a running batch wait here
- * instead, and go together in the next batch. */
+/* At most booking_batches_per_session running batches share a session. They
+ * take turns on its row lock, but a batch first reads, without a lock, what
+ * it needs to know about its patients and keys (sql/010): the next batch of a
+ * popular session does that while the one before holds the lock, and is
+ * ready the moment it commits. More would only wait for the lock, each
+ * holding a connection (and the sessions it had already locked); requests for
+ * a session with as many running batches wait here instead, and go together
+ * in the next batch. */
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -171,12 +174,12 @@ static int64_t request_session(const struct request *req)
 	return req->msg->book->session_id;
 }
 
-static int session_running(const struct book_batcher *b, int64_t session)
+static int session_busy(const struct book_batcher *b, int64_t session)
 {
-	for (const struct batch *r = b->running; r; r = r->next)
-		if (bsearch(&session, r->sessions, r->n_sessions, sizeof session, cmp_i64))
-			return 1;
-	return 0;
+	int limit = b->srv->cfg.booking_batches_per_session, n = 0;
+	for (const struct batch *r = b->running; r && n < limit; r = r->next)
+		n += bsearch(&session, r->sessions, r->n_sessions, sizeof session, cmp_i64) != NULL;
+	return n >= limit;
 }
 
 /* Fills batch->sessions; -1 when out of memory. */
@@ -280,9 +283,9 @@ static void batch_done(void *arg, const struct db_result *r)
 /* ---- forming and sending batches --------------------------------------------- */
 
 /* Moves up to max waiting requests into a batch: those of the community of
- * the first that may go (its session is not in a running batch), keeping the
+ * the first that may go (its session is not busy), keeping the
  * others in order. The batch may be empty: everything that waits is for
- * sessions in running batches. NULL when out of memory. */
+ * busy sessions. NULL when out of memory. */
 static struct batch *batch_take(struct book_batcher *b, unsigned max)
 {
 	struct batch *batch = calloc(1, sizeof *batch + (max < b->n ? max : b->n) * sizeof(struct request *));
@@ -295,7 +298,7 @@ static struct batch *batch_take(struct book_batcher *b, unsigned max)
 		struct waiting w = *ring_at(b, i);
 		const char *c = request_identity(w.req)->community_id;
 		int may = batch->n < max && (!community || strcmp(c, community) == 0);
-		int running = may && session_running(b, request_session(w.req));
+		int running = may && session_busy(b, request_session(w.req));
 		if (may && !running) {
 			community = c;
 			batch->reqs[batch->n++] = w.req;
@@ -398,7 +401,7 @@ void book_batcher_submit(struct book_batcher *b, struct request *req)
 	 * finished since (batch_done flushes): a request for a session in a
 	 * running batch cannot change that, so it waits without a scan of the
 	 * whole ring, which every arrival for a popular session would pay. */
-	if (session_running(b, request_session(req))) {
+	if (session_busy(b, request_session(req))) {
 		ring_at(b, b->n - 1)->held = 1;
 		b->srv->stats.book_batch_held++;
 		return;

@@ -103,6 +103,8 @@ static const struct setting settings[] = {
 	  "Most Book requests committed together in one transaction (group commit); 0 books each on its own." },
 	{ "booking_batches_in_flight", SET_INT, OFF(booking_batches_in_flight), "2", 1, 256, 1,
 	  "Booking batches running at once; requests arriving meanwhile form the next batch. Keep below db_pool_size." },
+	{ "booking_batches_per_session", SET_INT, OFF(booking_batches_per_session), "2", 1, 16, 1,
+	  "Running booking batches that may hold requests for one session: the next reads what it needs while the one before holds the session's lock." },
 	{ "credentials_check_ms", SET_INT, OFF(credentials_check_ms), "10000", 100, 3600000, 1,
 	  "How often the daemon looks for terminals revoked or rotated whose database signal was lost, to close their connections." },
 	{ "figures_pool_size", SET_INT, OFF(figures_pool_size), "1", 1, 16, 0,

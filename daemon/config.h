@@ -48,6 +48,7 @@ struct config {
 	int events_poll_ms;
 	int booking_batch_max;
 	int booking_batches_in_flight;
+	int booking_batches_per_session;
 	char *db_replica_dsn;
 	int db_replica_pool_size;
 	int db_replica_max_lag_ms;
