@@ -156,7 +156,7 @@ static void batch_free(struct batch *batch)
 
 /* At most booking_batches_per_session running batches share a session. They
  * take turns on its row lock, but a batch first reads, without a lock, what
- * it needs to know about its patients and keys (sql/010): the next batch of a
+ * it needs to know about its patients and keys (sql/008): the next batch of a
  * popular session does that while the one before holds the lock, and is
  * ready the moment it commits. More would only wait for the lock, each
  * holding a connection (and the sessions it had already locked); requests for

@@ -17,6 +17,12 @@
 -- 3. book_batch() writes each idempotency key once, with its outcome,
 --    instead of claiming it first and storing the outcome afterwards, and
 --    reads what needs no lock before it locks the sessions.
+--
+-- 4. It takes the FOR KEY SHARE lock of each patient, which the foreign key
+--    of bookings takes on insert, while it reads the patients, before it
+--    locks the sessions: the insert of the bookings, done while a popular
+--    session is held (docs/benchmarks.md, "A popular session, held for
+--    less"), no longer writes the patients' rows.
 
 ALTER TABLE bookings
     DROP CONSTRAINT bookings_community_id_patient_id_kind_period_excl,
@@ -119,24 +125,33 @@ BEGIN
     SELECT array_agg(array_position(s_id, p_sessions[q.i]) ORDER BY q.ord)
       INTO s_pos FROM unnest(si) WITH ORDINALITY AS q(i, ord);
 
-    -- What each simple request needs to know about its patient, read in one
+    -- What each simple request needs to know about its patient, in one
     -- statement: whether it exists, and a live booking of it that overlaps
-    -- the session. Patients are not locked, unlike in book_slot: two
+    -- the session. The patient row is locked FOR KEY SHARE as it is read:
+    -- that is the lock the foreign key of bookings takes anyway, on insert,
+    -- and taking it here, before the sessions are locked, moves the write it
+    -- costs (the lock is stored in the row, and so in its page and the WAL)
+    -- out of the time the sessions are held; the foreign key's own check
+    -- then finds the lock already taken. FOR KEY SHARE conflicts only with
+    -- deleting the patient or changing its key, which nothing here does, and
+    -- not with the FOR NO KEY UPDATE of lock_patient() in book_slot(), so it
+    -- adds no wait and no lock-order cycle.
+    --
+    -- Patients are not locked for update, unlike in book_slot: two
     -- transactions booking one patient into overlapping sessions at the same
     -- moment meet the exclusion constraint on bookings, which refuses the
     -- later one; this batch then fails as a whole and the daemon books its
     -- requests one by one through book_slot, which locks the patient and
     -- names the booking in the way. That race is rare; a row lock per
-    -- patient, written to the WAL, would be paid by every booking.
+    -- patient for update would make every booking of a patient wait for the
+    -- others.
     --
-    -- Existence is asked with scalar subqueries, here and for the keys
-    -- above, never with EXISTS: PostgreSQL may turn an EXISTS into a hashed
-    -- subplan that reads every row of the community once per call, and
-    -- plpgsql keeps the plan it chose while the table was small for as long
-    -- as the connection lives. A scalar subquery is always one index lookup
-    -- per request.
-    SELECT array_agg((SELECT true FROM patients pt WHERE pt.community_id = p_community
-                        AND pt.patient_id = p_patients[q.i]) IS NOT NULL ORDER BY q.ord),
+    -- The overlapping booking is asked with a scalar subquery, never with
+    -- EXISTS: PostgreSQL may turn an EXISTS into a hashed subplan that reads
+    -- every row of the community once per call, and plpgsql keeps the plan
+    -- it chose while the table was small for as long as the connection
+    -- lives. A scalar subquery is always one index lookup per request.
+    SELECT array_agg(pt.found IS NOT NULL ORDER BY q.ord),
            array_agg(CASE WHEN q.sp IS NOT NULL THEN
                          (SELECT b.booking_id FROM bookings b
                            WHERE b.community_id = p_community AND b.patient_id = p_patients[q.i]
@@ -145,7 +160,10 @@ BEGIN
                            LIMIT 1)
                      END ORDER BY q.ord)
       INTO known, other
-      FROM unnest(si, s_pos) WITH ORDINALITY AS q(i, sp, ord);
+      FROM unnest(si, s_pos) WITH ORDINALITY AS q(i, sp, ord)
+      LEFT JOIN LATERAL (SELECT true AS found FROM patients x
+                          WHERE x.community_id = p_community AND x.patient_id = p_patients[q.i]
+                            FOR KEY SHARE) pt ON true;
 
     -- Now lock the sessions, in session_id order, and read what may change:
     -- the status and the counters (the latest committed, after any wait).
